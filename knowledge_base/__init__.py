@@ -1,0 +1,1 @@
+"""The shared knowledge base: articles, renderings, search and answers. No Flask."""

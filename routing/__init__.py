@@ -1,0 +1,1 @@
+"""Pure routing core: no Flask, ORM or Redis."""
