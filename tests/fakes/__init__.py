@@ -1,0 +1,1 @@
+"""Fakes for what the tests cannot reach, only at the HTTP boundary (Twilio's cloud)."""
