@@ -1,0 +1,97 @@
+"""CivicLine: the application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from apiflask import APIFlask
+from werkzeug.exceptions import HTTPException
+
+from app.config import Config, config_from_env
+from app.extensions import db, limiter, migrate, redis_store, socketio
+
+
+def create_app(config_class: type[Config] | None = None) -> APIFlask:
+    config_class = config_class or config_from_env()
+    config_class.validate()
+    app = APIFlask(
+        __name__,
+        title="CivicLine API",
+        version="1.0",
+        spec_path="/api/v1/openapi.json",
+        docs_path="/api/v1/docs",
+    )
+    app.config.from_object(config_class)
+    app.config["VALIDATION_ERROR_STATUS_CODE"] = 400
+    app.config["AUTH_ERROR_STATUS_CODE"] = 401
+    app.config["RATELIMIT_STORAGE_URI"] = app.config.get("REDIS_URL") or "memory://"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
+    redis_store.init_app(app)
+    limiter.init_app(app)
+    socketio.init_app(
+        app,
+        message_queue=app.config.get("REDIS_URL"),
+        async_mode="threading",
+        cors_allowed_origins=app.config.get("SOCKETIO_CORS_ORIGINS", "*"),
+        logger=False,
+        engineio_logger=False,
+    )
+
+    from app import jobs
+
+    jobs.init_app(app)
+    _register_errors(app)
+
+    from app.api import bp as api_bp
+    from app.health import bp as health_bp
+    from app.pages import bp as pages_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(pages_bp)
+
+    from app import sockets
+
+    sockets.register(socketio)
+
+    from app.cli import register as register_cli
+
+    register_cli(app)
+    return app
+
+
+def _register_errors(app: APIFlask) -> None:
+    from app.services import ServiceError
+
+    @app.error_processor
+    def _error(error):
+        extra = dict(error.extra_data or {})
+        code = extra.pop("code", None) or _code_for(error.status_code)
+        body = {"error": {"code": code, "message": error.message}}
+        if error.detail:
+            body["error"]["detail"] = error.detail
+        if extra:
+            body["error"].update(extra)
+        return body, error.status_code, error.headers
+
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError):
+        body = {"error": {"code": exc.code, "message": exc.message}}
+        if exc.detail:
+            body["error"]["detail"] = exc.detail
+        return body, exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return {"error": {"code": _code_for(exc.code or 500), "message": exc.description}}, exc.code
+
+
+def _code_for(status: int) -> str:
+    return {
+        400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+        405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+        415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
+    }.get(status, "error" if status >= 500 else "bad_request")

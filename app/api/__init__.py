@@ -1,0 +1,7 @@
+"""The JSON REST API under ``/api/v1``, one blueprint per resource family."""
+
+from apiflask import APIBlueprint
+
+bp = APIBlueprint("api", __name__, url_prefix="/api/v1", tag="api")
+
+from app.api import auth, citizens, queues, tickets  # noqa: E402,F401

@@ -1,0 +1,89 @@
+"""Tickets: filtered lists with cursor pagination, and one ticket with its timeline."""
+
+import base64
+
+import sqlalchemy as sa
+from apiflask import abort
+
+from app.api import bp
+from app.api.schemas import TicketDetail, TicketOut, TicketPage, TicketQuery, TicketUpdate
+from app.auth import current_user, token_auth
+from app.extensions import db
+from app.models import Interaction, Queue, Ticket
+from app.services import citizens
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (ValueError, UnicodeDecodeError):
+        abort(400, "invalid cursor", extra_data={"code": "invalid_cursor"})
+
+
+def _encode_cursor(ticket_id: int) -> str:
+    return base64.urlsafe_b64encode(str(ticket_id).encode()).decode().rstrip("=")
+
+
+@bp.get("/tickets")
+@bp.auth_required(token_auth, roles=["agent"])
+@bp.input(TicketQuery, location="query", arg_name="query")
+@bp.output(TicketPage)
+def list_tickets(query):
+    """Called by the console and integrations to list tickets, newest first."""
+    stmt = sa.select(Ticket).order_by(Ticket.id.desc())
+    if "status" in query:
+        stmt = stmt.where(Ticket.status == query["status"])
+    if "channel" in query:
+        stmt = stmt.where(Ticket.channel == query["channel"])
+    if "citizen_id" in query:
+        stmt = stmt.where(Ticket.citizen_id == query["citizen_id"])
+    if "agent_id" in query:
+        stmt = stmt.where(Ticket.assigned_agent_id == query["agent_id"])
+    if "queue" in query:
+        stmt = stmt.join(Queue, Ticket.queue_id == Queue.id).where(Queue.code == query["queue"])
+    if "cursor" in query:
+        stmt = stmt.where(Ticket.id < _decode_cursor(query["cursor"]))
+    limit = query["limit"]
+    rows = db.session.scalars(stmt.limit(limit + 1)).unique().all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_cursor": _encode_cursor(rows[-1].id) if more and rows else None}
+
+
+def _ticket(ref: str) -> Ticket:
+    stmt = sa.select(Ticket)
+    stmt = stmt.where(Ticket.id == int(ref)) if ref.isdigit() else stmt.where(
+        Ticket.reference == ref)
+    ticket = db.session.scalar(stmt)
+    if ticket is None:
+        abort(404, f"ticket {ref} not found", extra_data={"code": "not_found"})
+    return ticket
+
+
+@bp.get("/tickets/<ref>")
+@bp.auth_required(token_auth, roles=["agent"])
+@bp.output(TicketDetail)
+def get_ticket(ref):
+    """Called by the console to open one ticket (by id or reference) with its timeline."""
+    ticket = _ticket(ref)
+    timeline = db.session.scalars(
+        sa.select(Interaction).where(Interaction.ticket_id == ticket.id)
+        .order_by(Interaction.created_at, Interaction.id)
+    ).unique().all()
+    citizens.audit(current_user(), "citizen.read", "citizen", ticket.citizen_id,
+                   {"via": "ticket", "ticket": ticket.reference})
+    db.session.commit()
+    data = TicketDetail().dump(ticket)
+    data["timeline"] = TicketDetail().fields["timeline"].serialize("t", {"t": timeline})
+    return data
+
+
+@bp.patch("/tickets/<ref>")
+@bp.auth_required(token_auth, roles=["agent"])
+@bp.input(TicketUpdate, arg_name="body")
+@bp.output(TicketOut)
+def update_ticket(ref, body):
+    """Called by agents to change a ticket's status, priority or queue."""
+    from app.services import tickets as ticket_service
+
+    return ticket_service.update(_ticket(ref), body, current_user())

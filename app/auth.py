@@ -1,0 +1,68 @@
+"""Authentication: bearer tokens for the API and Socket.IO, sessions for the pages.
+
+Tokens are signed (``itsdangerous``) with the user's id and ``token_version``; raising a
+user's ``token_version`` (password change, deactivation) revokes every token they hold.
+Roles are ranked: agent < supervisor < admin; a route that needs ``agent`` admits all.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from apiflask import HTTPTokenAuth
+from flask import current_app, g, session
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from app.extensions import db
+from app.models import ROLE_RANK, User
+
+token_auth = HTTPTokenAuth(scheme="Bearer", description="Token from POST /api/v1/auth/token")
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="civicline-api-token")
+
+
+def issue_token(user: User) -> str:
+    return _serializer().dumps({"uid": user.id, "v": user.token_version})
+
+
+def user_from_token(token: str | None) -> User | None:
+    if not token:
+        return None
+    try:
+        data = _serializer().loads(token, max_age=current_app.config["API_TOKEN_MAX_AGE"])
+    except (BadSignature, SignatureExpired):
+        return None
+    user = db.session.get(User, data.get("uid"))
+    if user is None or not user.active or user.token_version != data.get("v"):
+        return None
+    return user
+
+
+def authenticate(email: str, password: str) -> User | None:
+    user = db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None or not user.active or not user.check_password(password):
+        return None
+    return user
+
+
+@token_auth.verify_token
+def _verify(token: str) -> User | None:
+    user = user_from_token(token)
+    if user is None and not token and session.get("uid"):
+        user = db.session.get(User, session["uid"])
+        if user is not None and not user.active:
+            user = None
+    if user is not None:
+        g.current_user = user
+    return user
+
+
+@token_auth.get_user_roles
+def _roles(user: User) -> list[str]:
+    rank = ROLE_RANK.get(user.role, 0)
+    return [role for role, r in ROLE_RANK.items() if r <= rank]
+
+
+def current_user() -> User | None:
+    return token_auth.current_user or g.get("current_user")

@@ -1,0 +1,111 @@
+"""Command-line interface: ``flask users create``, ``flask seed-demo``, ``flask worker``,
+``flask serve``."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from app.extensions import db
+from app.models import ROLES, User
+
+users = AppGroup("users", help="Manage agents, supervisors and administrators.")
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(ROLES), default="agent", show_default=True)
+@click.option("--password", required=True)
+@click.option("--name", default="")
+def create_user(email: str, role: str, password: str, name: str) -> None:
+    """Create a user (or reset an existing user's role and password)."""
+    if len(password) < 8:
+        raise click.BadParameter("use at least 8 characters", param_hint="--password")
+    email = email.strip().lower()
+    user = db.session.scalar(sa.select(User).where(User.email == email))
+    created = user is None
+    if created:
+        user = User(email=email, name=name or email.split("@")[0], password_hash="")
+        db.session.add(user)
+    else:
+        user.token_version += 1
+    user.role = role
+    user.set_password(password)
+    db.session.commit()
+    click.echo(f"{'Created' if created else 'Updated'} {role} {email} (id {user.id})")
+
+
+@users.command("list")
+def list_users() -> None:
+    """List users with their roles and presence."""
+    for user in db.session.scalars(sa.select(User).order_by(User.id)):
+        click.echo(f"{user.id:4d}  {user.role:10s}  {user.presence:9s}  {user.email}")
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Load demo queues, agents, citizens and knowledge base (safe to run twice)."""
+    from app.seed import seed
+
+    seed(echo=click.echo)
+
+
+@click.command("worker")
+@click.option("--queues", default="inbound,outbound,default,scheduled", show_default=True,
+              help="Comma-separated queues this worker serves, in priority order.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--no-schedules", is_flag=True, help="Do not enqueue periodic jobs here.")
+def worker(queues: str, burst: bool, no_schedules: bool) -> None:
+    """Run an RQ worker (with its scheduler) for the given queues. Needs REDIS_URL."""
+    from rq import Queue, Worker
+
+    from app import jobs
+    from app.extensions import redis_store
+
+    if redis_store.client is None:
+        raise click.ClickException(
+            "flask worker needs REDIS_URL. Without it, jobs run inside the web process "
+            "(the embedded mode of `make run`), so no worker is needed."
+        )
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [n for n in names if n not in jobs.QUEUES]
+    if unknown:
+        raise click.BadParameter(f"unknown queues {unknown}; choose from {jobs.QUEUES}")
+    stop = threading.Event()
+    if not no_schedules and not burst:
+        app = current_app._get_current_object()
+        threading.Thread(target=jobs.periodic_loop, args=(app, redis_store.client, stop),
+                         daemon=True).start()
+    rq_worker = Worker([Queue(n, connection=redis_store.client) for n in names],
+                       connection=redis_store.client)
+    click.echo(f"worker serving {', '.join(names)}")
+    try:
+        rq_worker.work(burst=burst, with_scheduler=True)
+    finally:
+        stop.set()
+
+
+@click.command("serve")
+@click.option("--host", default=None)
+@click.option("--port", default=None, type=int)
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the app with Socket.IO (development and the embedded default)."""
+    from app.extensions import socketio
+
+    app = current_app._get_current_object()
+    host = host or app.config["HOST"]
+    port = port or app.config["PORT"]
+    app.extensions["civicline_jobs"].start()
+    click.echo(f"CivicLine on http://{host}:{port}  (jobs: {app.extensions['civicline_jobs'].backend})")
+    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False)
+
+
+def register(app) -> None:
+    app.cli.add_command(users)
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(worker)
+    app.cli.add_command(serve)

@@ -1,0 +1,122 @@
+"""Configuration from the environment (12-factor), with sane local defaults.
+
+``Config`` is the embedded default used by ``make run``: SQLite under ``instance/``,
+background jobs inside the server process, no Redis needed. Setting ``REDIS_URL`` switches
+jobs to RQ queues served by ``flask worker`` and Socket.IO to the Redis message queue.
+``ProductionConfig`` (``CIVICLINE_ENV=production``) refuses to start without a real
+``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+INSECURE_DEV_KEY = "civicline-dev-key-change-me"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    value = _env(name)
+    return int(value) if value is not None else default
+
+
+def _database_url() -> str:
+    url = _env("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{BASE_DIR / 'instance' / 'civicline.sqlite3'}"
+    # Heroku-style and plain postgres URLs both mean psycopg 3 here.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class ConfigError(RuntimeError):
+    """A configuration that must not be run; raised at start, never mid-call."""
+
+
+class Config:
+    ENV_NAME = "development"
+    TESTING = False
+    SECRET_KEY = _env("SECRET_KEY", INSECURE_DEV_KEY)
+    SQLALCHEMY_DATABASE_URI = _database_url()
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = _env("REDIS_URL")
+    # Embedded mode only: run queued jobs on a thread inside the server process.
+    EMBEDDED_WORKER = True
+    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    TWILIO_ACCOUNT_SID = _env("TWILIO_ACCOUNT_SID")
+    TWILIO_AUTH_TOKEN = _env("TWILIO_AUTH_TOKEN")
+    TWILIO_PHONE_NUMBER = _env("TWILIO_PHONE_NUMBER", "+15555550100")
+    TWILIO_API_KEY = _env("TWILIO_API_KEY")
+    TWILIO_API_SECRET = _env("TWILIO_API_SECRET")
+    TWILIO_TWIML_APP_SID = _env("TWILIO_TWIML_APP_SID")
+    SMTP_URL = _env("SMTP_URL")
+    EMAIL_FROM = _env("EMAIL_FROM", "CivicLine <help@civicline.example>")
+    EMAIL_DOMAIN = _env("EMAIL_DOMAIN", "civicline.example")
+    EMAIL_WEBHOOK_SECRET = _env("EMAIL_WEBHOOK_SECRET", "dev-email-secret")
+    MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 25 * 1024 * 1024)
+    MAX_ATTACHMENT_BYTES = _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+    API_TOKEN_MAX_AGE = _int("API_TOKEN_MAX_AGE", 7 * 24 * 3600)
+    HOST = _env("HOST", "127.0.0.1")
+    PORT = _int("PORT", 5000)
+    RATELIMIT_STORAGE_URI = _env("REDIS_URL", "memory://")
+    RATELIMIT_ENABLED = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    # apiflask: keep the OpenAPI document under the API prefix.
+    SPEC_FORMAT = "json"
+    INFO = {"description": "CivicLine REST API: tickets, citizens, queues, agents."}
+
+    @classmethod
+    def validate(cls) -> None:
+        """Checks that must pass before serving; the development config has none."""
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    EMAIL_WEBHOOK_SECRET = _env("EMAIL_WEBHOOK_SECRET")
+
+    @classmethod
+    def validate(cls) -> None:
+        if not cls.SECRET_KEY or cls.SECRET_KEY == INSECURE_DEV_KEY or len(cls.SECRET_KEY) < 16:
+            raise ConfigError(
+                "SECRET_KEY is missing or is the development default. Set SECRET_KEY to a "
+                "long random value (for example: python -c 'import secrets; "
+                "print(secrets.token_hex(32))') before starting in production."
+            )
+        if not _env("DATABASE_URL"):
+            raise ConfigError("DATABASE_URL must be set in production (PostgreSQL).")
+        if not cls.EMAIL_WEBHOOK_SECRET:
+            raise ConfigError("EMAIL_WEBHOOK_SECRET must be set in production.")
+
+
+class TestConfig(Config):
+    """Tests: the embedded backend unless DATABASE_URL / REDIS_URL are set (as CI sets them).
+
+    Jobs never run on a background thread in tests: the ``run_jobs`` fixture drains the
+    queues in burst mode, the same way for the embedded runner and for RQ.
+    """
+
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "test-secret-key-for-civicline-tests"
+    SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL") and _database_url() or "sqlite://"
+    EMBEDDED_WORKER = False
+    RATELIMIT_ENABLED = False
+    EMAIL_WEBHOOK_SECRET = "test-email-secret"
+    TWILIO_ACCOUNT_SID = "AC" + "0" * 32
+    TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
+    PUBLIC_BASE_URL = "http://localhost"
+
+
+def config_from_env() -> type[Config]:
+    return ProductionConfig if _env("CIVICLINE_ENV") == "production" else Config

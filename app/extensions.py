@@ -1,0 +1,49 @@
+"""Extension singletons, bound to an app in ``create_app`` with ``init_app``."""
+
+from __future__ import annotations
+
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_socketio import SocketIO
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(render_as_batch=True)
+socketio = SocketIO()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+class RedisHolder:
+    """The Redis client when ``REDIS_URL`` is set; ``None`` in the embedded mode."""
+
+    def __init__(self) -> None:
+        self.client = None
+
+    def init_app(self, app) -> None:
+        url = app.config.get("REDIS_URL")
+        if url:
+            import redis
+
+            self.client = redis.Redis.from_url(url)
+        else:
+            self.client = None
+        app.extensions["civicline_redis"] = self
+
+
+redis_store = RedisHolder()

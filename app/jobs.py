@@ -1,0 +1,355 @@
+"""Background jobs: one ``enqueue`` wrapper, two backends.
+
+* **Redis mode** (``REDIS_URL`` set): jobs go to RQ queues ``inbound``, ``outbound``,
+  ``default`` and ``scheduled``, served by ``flask worker`` (an RQ worker with its
+  scheduler for delayed jobs, plus the periodic schedules below).
+* **Embedded mode** (no ``REDIS_URL``, the ``make run`` default): the same job functions
+  run on a thread inside the server process, delayed and periodic ones included.
+
+Jobs are module-level functions registered with ``@job``, taking ids (never ORM objects),
+and safe to run twice. They are enqueued by dotted name. A job that raises an exception
+listed in its ``retry_on`` is retried with the job's backoff intervals; other exceptions
+fail the job (RQ keeps it in its failed registry; the embedded runner logs it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("inbound", "outbound", "default", "scheduled")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    func: Callable[..., Any]
+    name: str
+    queue: str
+    retry_intervals: tuple[int, ...]
+    retry_on: tuple[type[BaseException], ...]
+
+
+REGISTRY: dict[str, JobSpec] = {}
+
+
+def job(queue: str = "default", retry_intervals: Iterable[int] = (), retry_on=()):
+    """Register a module-level function as a job on a named queue."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+
+    def decorator(func):
+        name = f"{func.__module__}.{func.__qualname__}"
+        REGISTRY[name] = JobSpec(func, name, queue, tuple(retry_intervals), tuple(retry_on))
+        func.job_name = name
+        return func
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic job, declared as data, with a stable id."""
+
+    id: str
+    func: str
+    every_seconds: int
+    queue: str = "scheduled"
+
+
+SCHEDULES: list[Schedule] = [
+    Schedule("routing-tick", "app.tasks.routing_tick", 5),
+    Schedule("outbox-sweep", "app.tasks.sweep_outbox", 60),
+]
+
+
+def resolve(name: str) -> JobSpec:
+    if name not in REGISTRY:
+        module, _, _ = name.rpartition(".")
+        importlib.import_module(module)
+    return REGISTRY[name]
+
+
+def _name_of(func: Callable[..., Any] | str) -> str:
+    return func if isinstance(func, str) else func.job_name
+
+
+def enqueue(
+    func: Callable[..., Any] | str,
+    *args: Any,
+    delay: float | None = None,
+    job_id: str | None = None,
+    queue: str | None = None,
+) -> str:
+    """Queue ``func(*args)`` on its queue (or ``queue``), now or after ``delay`` seconds."""
+    spec = resolve(_name_of(func))
+    runner: JobRunner = current_app.extensions["civicline_jobs"]
+    return runner.enqueue(spec, args, delay=delay, job_id=job_id, queue=queue or spec.queue)
+
+
+def call_with_app(app: Flask, spec_name: str, args: tuple, attempt: int = 0) -> Any:
+    spec = resolve(spec_name)
+    with app.app_context():
+        return spec.func(*args)
+
+
+class JobRunner:
+    backend = "base"
+
+    def enqueue(self, spec, args, *, delay, job_id, queue) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def run_pending(self, max_jobs: int = 10_000) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass(order=True)
+class _Pending:
+    run_at: float
+    seq: int
+    spec_name: str = field(compare=False)
+    args: tuple = field(compare=False)
+    job_id: str = field(compare=False)
+    attempt: int = field(compare=False, default=0)
+
+
+class EmbeddedRunner(JobRunner):
+    """Runs jobs inside this process. With ``thread=True`` a daemon thread works the queue
+    and fires the periodic schedules; tests use ``run_pending()`` instead (burst mode)."""
+
+    backend = "embedded"
+
+    def __init__(self, app: Flask, thread: bool):
+        self.app = app
+        self._heap: list[_Pending] = []
+        self._seq = itertools.count()
+        self._lock = threading.Condition()
+        self._thread_wanted = thread
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._next_schedule: dict[str, float] = {}
+        self.failed: list[tuple[str, tuple, str]] = []
+
+    def enqueue(self, spec, args, *, delay, job_id, queue) -> str:
+        job_id = job_id or uuid.uuid4().hex
+        with self._lock:
+            if any(p.job_id == job_id for p in self._heap):
+                return job_id
+            run_at = time.monotonic() + (delay or 0)
+            heapq.heappush(self._heap, _Pending(run_at, next(self._seq), spec.name, args, job_id))
+            self._lock.notify()
+        return job_id
+
+    def _pop_due(self, include_delayed: bool) -> _Pending | None:
+        with self._lock:
+            if not self._heap:
+                return None
+            if include_delayed or self._heap[0].run_at <= time.monotonic():
+                return heapq.heappop(self._heap)
+            return None
+
+    def _execute(self, item: _Pending) -> None:
+        spec = resolve(item.spec_name)
+        try:
+            call_with_app(self.app, item.spec_name, item.args)
+        except spec.retry_on as exc:
+            if item.attempt < len(spec.retry_intervals):
+                delay = spec.retry_intervals[item.attempt]
+                log.warning("job %s failed (%s); retry in %ss", spec.name, exc, delay)
+                with self._lock:
+                    heapq.heappush(
+                        self._heap,
+                        _Pending(
+                            time.monotonic() + delay,
+                            next(self._seq),
+                            item.spec_name,
+                            item.args,
+                            item.job_id,
+                            item.attempt + 1,
+                        ),
+                    )
+            else:
+                log.error("job %s failed after %s attempts: %s", spec.name, item.attempt + 1, exc)
+                self.failed.append((spec.name, item.args, repr(exc)))
+        except Exception as exc:  # noqa: BLE001 - a job's failure must not stop the runner
+            log.exception("job %s failed", spec.name)
+            self.failed.append((spec.name, item.args, repr(exc)))
+
+    def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int:
+        """Burst: run everything queued (delayed jobs and retries too) until empty."""
+        count = 0
+        while count < max_jobs:
+            item = self._pop_due(include_delayed)
+            if item is None:
+                break
+            self._execute(item)
+            count += 1
+        return count
+
+    def _fire_schedules(self) -> None:
+        now = time.monotonic()
+        for schedule in SCHEDULES:
+            due = self._next_schedule.get(schedule.id, now)
+            if due <= now:
+                self._next_schedule[schedule.id] = now + schedule.every_seconds
+                self.enqueue(
+                    resolve(schedule.func), (), delay=None, job_id=None, queue=schedule.queue
+                )
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            self._fire_schedules()
+            item = self._pop_due(include_delayed=False)
+            if item is not None:
+                self._execute(item)
+                continue
+            with self._lock:
+                wait = 1.0
+                if self._heap:
+                    wait = max(0.0, min(wait, self._heap[0].run_at - time.monotonic()))
+                self._lock.wait(wait)
+
+    def start(self) -> None:
+        if self._thread_wanted and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="civicline-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        with self._lock:
+            self._lock.notify_all()
+
+
+class RQRunner(JobRunner):
+    """Enqueues on RQ; ``flask worker`` (or ``run_pending`` in tests) executes."""
+
+    backend = "rq"
+
+    def __init__(self, app: Flask, connection):
+        self.app = app
+        self.connection = connection
+
+    def queue(self, name: str):
+        from rq import Queue
+
+        return Queue(name, connection=self.connection)
+
+    def enqueue(self, spec, args, *, delay, job_id, queue) -> str:
+        from datetime import timedelta
+
+        from rq import Retry
+
+        options: dict[str, Any] = {"job_timeout": 300, "result_ttl": 3600, "failure_ttl": 7 * 86400}
+        if job_id:
+            options["job_id"] = job_id
+        if spec.retry_intervals:
+            options["retry"] = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
+        q = self.queue(queue)
+        if delay:
+            job = q.enqueue_in(timedelta(seconds=delay), "app.jobs.run_job", spec.name, args, **options)
+        else:
+            job = q.enqueue("app.jobs.run_job", spec.name, args, **options)
+        return job.id
+
+    def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int:
+        """Burst: move due delayed jobs in, then work every queue until empty."""
+        from rq import SimpleWorker
+        from rq.registry import ScheduledJobRegistry
+
+        total = 0
+        for _ in range(50):
+            if include_delayed:
+                for name in QUEUES:
+                    q = self.queue(name)
+                    registry = ScheduledJobRegistry(queue=q)
+                    for job_id in registry.get_job_ids():
+                        q.enqueue_job(q.fetch_job(job_id))
+                        registry.remove(job_id)
+            queues = [self.queue(n) for n in QUEUES]
+            pending = sum(q.count for q in queues)
+            if not pending:
+                break
+            worker = SimpleWorker(queues, connection=self.connection)
+            worker.work(burst=True, with_scheduler=False, max_jobs=max_jobs)
+            total += pending
+        return total
+
+
+_current_app_for_worker: Flask | None = None
+
+
+def run_job(name: str, args: tuple) -> Any:
+    """RQ entry point (called by an RQ worker): runs a registered job in the app context.
+
+    Only exceptions in the job's ``retry_on`` are retried; any other failure spends the
+    job's remaining retries so RQ records it as failed once.
+    """
+    from flask import has_app_context
+
+    spec = resolve(name)
+    try:
+        if has_app_context():
+            return spec.func(*args)
+        app = _current_app_for_worker
+        if app is None:
+            from app import create_app
+
+            app = create_app()
+        with app.app_context():
+            return spec.func(*args)
+    except Exception as exc:
+        if not isinstance(exc, spec.retry_on):
+            from rq import get_current_job
+
+            current = get_current_job()
+            if current is not None:
+                current.retries_left = 0
+        raise
+
+
+def init_app(app: Flask) -> JobRunner:
+    global _current_app_for_worker
+    from app.extensions import redis_store
+
+    if redis_store.client is not None:
+        runner: JobRunner = RQRunner(app, redis_store.client)
+    else:
+        runner = EmbeddedRunner(app, thread=app.config.get("EMBEDDED_WORKER", True))
+        if app.config.get("EMBEDDED_WORKER", True):
+            # Under gunicorn the embedded worker starts with the first request, so CLI
+            # commands that load the app (migrations, seeding) never start it.
+            app.before_request(lambda: runner.start())
+    app.extensions["civicline_jobs"] = runner
+    _current_app_for_worker = app
+    return runner
+
+
+def periodic_loop(app: Flask, connection, stop: threading.Event) -> None:
+    """In ``flask worker``: enqueue each schedule once per period across all workers
+    (a Redis ``SET NX`` per schedule slot stops two workers from doubling it)."""
+    while not stop.is_set():
+        now = time.time()
+        for schedule in SCHEDULES:
+            slot = int(now // schedule.every_seconds)
+            key = f"civicline:schedule:{schedule.id}:{slot}"
+            if connection.set(key, "1", nx=True, ex=schedule.every_seconds * 2):
+                with app.app_context():
+                    enqueue(schedule.func, queue=schedule.queue)
+        stop.wait(1.0)

@@ -1,0 +1,477 @@
+"""The unified model: one ticket model for every channel.
+
+Timestamps are stored as naive UTC (``utcnow()``) so SQLite and PostgreSQL behave alike.
+The schema comes only from the Alembic migrations in ``migrations/``; a test checks that
+these models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+
+ROLES = ("agent", "supervisor", "admin")
+ROLE_RANK = {"agent": 1, "supervisor": 2, "admin": 3}
+PRESENCES = ("available", "busy", "wrap_up", "away", "offline")
+TICKET_STATUSES = ("new", "open", "pending_citizen", "resolved", "closed")
+OPEN_STATUSES = ("new", "open", "pending_citizen")
+INTERACTION_CHANNELS = ("voice", "sms", "email", "chat", "walkin", "note")
+DIRECTIONS = ("inbound", "outbound", "internal")
+AUTHOR_KINDS = ("citizen", "agent", "bot", "system")
+CITIZEN_KINDS = ("individual", "business", "agency", "nonprofit")
+CONTACT_KINDS = ("phone", "email", "chat")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class User(TimestampMixin, db.Model):
+    """Anyone who logs in: an agent, a supervisor or an administrator."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(120), default="")
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    role: Mapped[str] = mapped_column(sa.String(20), default="agent")
+    active: Mapped[bool] = mapped_column(default=True)
+    token_version: Mapped[int] = mapped_column(default=1)
+    # capacity per channel, e.g. {"voice": 1, "chat": 3, "email": 5, "sms": 5, "walkin": 1}
+    capacity: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    presence: Mapped[str] = mapped_column(sa.String(20), default="offline")
+    presence_since: Mapped[datetime] = mapped_column(default=utcnow)
+    desk: Mapped[str | None] = mapped_column(sa.String(20))
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    missed_offers: Mapped[int] = mapped_column(default=0)
+
+    skills: Mapped[list[AgentSkill]] = relationship(
+        back_populates="agent", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def has_role(self, role: str) -> bool:
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
+
+
+Agent = User
+
+
+class Skill(db.Model):
+    """A language (``kind='language'``, code ``es``) or a topic (``kind='topic'``)."""
+
+    __tablename__ = "skills"
+    __table_args__ = (sa.UniqueConstraint("kind", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    code: Mapped[str] = mapped_column(sa.String(50))
+    name: Mapped[str] = mapped_column(sa.String(120), default="")
+
+
+class AgentSkill(db.Model):
+    __tablename__ = "agent_skills"
+    __table_args__ = (sa.UniqueConstraint("agent_id", "skill_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    skill_id: Mapped[int] = mapped_column(sa.ForeignKey("skills.id", ondelete="CASCADE"))
+    proficiency: Mapped[int] = mapped_column(default=3)
+
+    agent: Mapped[User] = relationship(back_populates="skills")
+    skill: Mapped[Skill] = relationship(lazy="joined")
+
+
+class Queue(TimestampMixin, db.Model):
+    """A department's service line: what skills it needs, its channels and its SLA."""
+
+    __tablename__ = "queues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(50), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    department: Mapped[str] = mapped_column(sa.String(120), default="General")
+    required_skills: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    channels: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    sla_target_seconds: Mapped[int] = mapped_column(default=60)
+    business_hours: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    holidays: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    overflow: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    max_wait_seconds: Mapped[int] = mapped_column(default=600)
+    walkin_prefix: Mapped[str | None] = mapped_column(sa.String(4))
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class Citizen(TimestampMixin, db.Model):
+    """A resident, business, agency or nonprofit that contacts the center."""
+
+    __tablename__ = "citizens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20), default="individual")
+    display_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    language: Mapped[str | None] = mapped_column(sa.String(10))
+    age_band: Mapped[str | None] = mapped_column(sa.String(20))
+    region: Mapped[str | None] = mapped_column(sa.String(80))
+    occupation: Mapped[str | None] = mapped_column(sa.String(80))
+    industry: Mapped[str | None] = mapped_column(sa.String(80))
+    org_size: Mapped[str | None] = mapped_column(sa.String(20))
+    segment: Mapped[str | None] = mapped_column(sa.String(50))
+    merged_into_id: Mapped[int | None] = mapped_column(sa.ForeignKey("citizens.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    contact_points: Mapped[list[ContactPoint]] = relationship(
+        back_populates="citizen", lazy="selectin", order_by="ContactPoint.id"
+    )
+    profile: Mapped[ChannelProfile | None] = relationship(
+        back_populates="citizen", uselist=False, lazy="selectin"
+    )
+
+
+class ContactPoint(TimestampMixin, db.Model):
+    """A normalized address of a citizen: E.164 phone, lower-cased email, chat visitor id."""
+
+    __tablename__ = "contact_points"
+    __table_args__ = (sa.UniqueConstraint("kind", "value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    citizen_id: Mapped[int] = mapped_column(sa.ForeignKey("citizens.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    value: Mapped[str] = mapped_column(sa.String(254))
+    verified: Mapped[bool] = mapped_column(default=False)
+    opted_out: Mapped[bool] = mapped_column(default=False)
+    opted_out_at: Mapped[datetime | None] = mapped_column()
+    consent_note: Mapped[str | None] = mapped_column(sa.String(200))
+    last_failure: Mapped[str | None] = mapped_column(sa.String(200))
+
+    citizen: Mapped[Citizen] = relationship(back_populates="contact_points")
+
+
+class ChannelProfile(db.Model):
+    """How a citizen wants (and is able) to be reached.
+
+    ``preferred_channels``: ranked, e.g. ``["sms", "email", "voice"]``. ``accessibility``:
+    any of deaf, hard_of_hearing, blind, low_vision, interpreter, relay.
+    ``contact_hours``: list of ``{"days": [0..6], "start": "08:00", "end": "20:00",
+    "tz": "America/New_York"}``. ``channel_stats``: learned from history,
+    ``{"sms": {"sent": 4, "answered": 3, "csat_sum": 9, "csat_n": 2}}``.
+    """
+
+    __tablename__ = "channel_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    citizen_id: Mapped[int] = mapped_column(sa.ForeignKey("citizens.id"), unique=True)
+    preferred_channels: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    language: Mapped[str | None] = mapped_column(sa.String(10))
+    accessibility: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    contact_hours: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    channel_stats: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    citizen: Mapped[Citizen] = relationship(back_populates="profile")
+
+
+class SegmentProfile(db.Model):
+    """The default channel preferences for a segment, used for residents with no history."""
+
+    __tablename__ = "segment_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment: Mapped[str] = mapped_column(sa.String(50), unique=True)
+    preferred_channels: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    description: Mapped[str] = mapped_column(sa.String(200), default="")
+
+
+class Ticket(TimestampMixin, db.Model):
+    """One case, whatever channels it spans."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str | None] = mapped_column(sa.String(20), unique=True)
+    citizen_id: Mapped[int] = mapped_column(sa.ForeignKey("citizens.id"), index=True)
+    contact_point_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("contact_points.id"), index=True
+    )
+    subject: Mapped[str] = mapped_column(sa.String(300), default="")
+    topic: Mapped[str | None] = mapped_column(sa.String(50))
+    queue_id: Mapped[int | None] = mapped_column(sa.ForeignKey("queues.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default="new", index=True)
+    priority: Mapped[int] = mapped_column(default=3)
+    channel: Mapped[str] = mapped_column(sa.String(10), index=True)
+    language: Mapped[str | None] = mapped_column(sa.String(10))
+    assigned_agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    sla_due_at: Mapped[datetime | None] = mapped_column()
+    first_response_at: Mapped[datetime | None] = mapped_column()
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    satisfaction: Mapped[int | None] = mapped_column()
+    disposition: Mapped[str | None] = mapped_column(sa.String(50))
+    self_served: Mapped[bool] = mapped_column(default=False)
+    referral: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+    citizen: Mapped[Citizen] = relationship(lazy="joined")
+    queue: Mapped[Queue | None] = relationship(lazy="joined")
+    assigned_agent: Mapped[User | None] = relationship(lazy="joined")
+
+
+class ThreadKey(db.Model):
+    """Keys that thread later messages into a ticket: an email Message-ID, a chat session,
+    a call SID, a walk-in visit. Unique per kind."""
+
+    __tablename__ = "thread_keys"
+    __table_args__ = (sa.UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    key: Mapped[str] = mapped_column(sa.String(300))
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+
+
+class Interaction(TimestampMixin, db.Model):
+    """One message, call, visit or note within a ticket."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (sa.UniqueConstraint("channel", "provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    citizen_id: Mapped[int | None] = mapped_column(sa.ForeignKey("citizens.id"), index=True)
+    contact_point_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contact_points.id"))
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    direction: Mapped[str] = mapped_column(sa.String(10))
+    author_kind: Mapped[str] = mapped_column(sa.String(10))
+    author_agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    provider_id: Mapped[str | None] = mapped_column(sa.String(300))
+    subject: Mapped[str | None] = mapped_column(sa.String(300))
+    text: Mapped[str] = mapped_column(sa.Text, default="")
+    html: Mapped[str | None] = mapped_column(sa.Text)
+    full_text: Mapped[str | None] = mapped_column(sa.Text)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON, default=dict)
+    delivery_status: Mapped[str | None] = mapped_column(sa.String(20))
+    delivery_error: Mapped[str | None] = mapped_column(sa.String(300))
+    duration_seconds: Mapped[int | None] = mapped_column()
+    recording_url: Mapped[str | None] = mapped_column(sa.String(500))
+    transcript: Mapped[str | None] = mapped_column(sa.Text)
+    kb_article_id: Mapped[int | None] = mapped_column()
+    kb_article_version: Mapped[int | None] = mapped_column()
+
+    author_agent: Mapped[User | None] = relationship(lazy="joined")
+
+
+class Outbox(TimestampMixin, db.Model):
+    """Every outbound delivery: written with its interaction, sent by a job, retried,
+    and on final failure handed to the next channel of the citizen's profile."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    interaction_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("interactions.id"), index=True
+    )
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    to_address: Mapped[str] = mapped_column(sa.String(254))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    provider_id: Mapped[str | None] = mapped_column(sa.String(300), index=True)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    fallback_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("outbox.id"))
+    simulated: Mapped[bool] = mapped_column(default=False)
+
+
+class AuditLog(db.Model):
+    """Who did what to which record, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(sa.String(50), index=True)
+    object_type: Mapped[str] = mapped_column(sa.String(30))
+    object_id: Mapped[str] = mapped_column(sa.String(50))
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class FailedPayload(db.Model):
+    """A provider payload intake could not parse: kept for inspection, never dropped."""
+
+    __tablename__ = "failed_payloads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    source: Mapped[str] = mapped_column(sa.String(30))
+    content_type: Mapped[str | None] = mapped_column(sa.String(200))
+    body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    error: Mapped[str] = mapped_column(sa.String(500))
+
+
+class WorkItem(TimestampMixin, db.Model):
+    """A ticket waiting for (or being served by) an agent in a queue: routing's unit."""
+
+    __tablename__ = "work_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    queue_id: Mapped[int] = mapped_column(sa.ForeignKey("queues.id"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    language: Mapped[str | None] = mapped_column(sa.String(10))
+    topic: Mapped[str | None] = mapped_column(sa.String(50))
+    priority: Mapped[int] = mapped_column(default=3)
+    commitments: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    status: Mapped[str] = mapped_column(sa.String(20), default="waiting", index=True)
+    arrived_at: Mapped[datetime] = mapped_column(default=utcnow)
+    assigned_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    outcome: Mapped[str | None] = mapped_column(sa.String(20))
+
+
+class Offer(TimestampMixin, db.Model):
+    """A work item offered to one agent, with an accept deadline."""
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    work_item_id: Mapped[int] = mapped_column(sa.ForeignKey("work_items.id"), index=True)
+    agent_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    responded_at: Mapped[datetime | None] = mapped_column()
+
+
+class WalkInVisit(TimestampMixin, db.Model):
+    """A visitor checked in at the kiosk: a queue number such as ``B-017``."""
+
+    __tablename__ = "walkin_visits"
+    __table_args__ = (sa.UniqueConstraint("queue_id", "service_day", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    queue_id: Mapped[int] = mapped_column(sa.ForeignKey("queues.id"))
+    service_day: Mapped[date] = mapped_column()
+    number: Mapped[str] = mapped_column(sa.String(10))
+    language: Mapped[str | None] = mapped_column(sa.String(10))
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(20), default="waiting", index=True)
+    desk: Mapped[str | None] = mapped_column(sa.String(20))
+    agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    called_at: Mapped[datetime | None] = mapped_column()
+    recalls: Mapped[int] = mapped_column(default=0)
+    notified_at: Mapped[datetime | None] = mapped_column()
+
+
+class ChatSession(TimestampMixin, db.Model):
+    """A resident's web chat: the resumable token outlives page reloads."""
+
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    citizen_id: Mapped[int] = mapped_column(sa.ForeignKey("citizens.id"))
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"))
+    status: Mapped[str] = mapped_column(sa.String(20), default="active")
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_read_interaction_id: Mapped[int | None] = mapped_column()
+
+
+class KBArticle(TimestampMixin, db.Model):
+    """A knowledge-base article; its content lives in immutable versions."""
+
+    __tablename__ = "kb_articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    translation_group: Mapped[str] = mapped_column(sa.String(120), index=True)
+    language: Mapped[str] = mapped_column(sa.String(10), default="en")
+    status: Mapped[str] = mapped_column(sa.String(20), default="published")
+    topic: Mapped[str | None] = mapped_column(sa.String(50))
+    department: Mapped[str | None] = mapped_column(sa.String(120))
+    tags: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    review_by: Mapped[date | None] = mapped_column()
+    current_version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class KBArticleVersion(TimestampMixin, db.Model):
+    __tablename__ = "kb_article_versions"
+    __table_args__ = (sa.UniqueConstraint("article_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(sa.ForeignKey("kb_articles.id"), index=True)
+    version: Mapped[int] = mapped_column()
+    title: Mapped[str] = mapped_column(sa.String(300))
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    body: Mapped[str] = mapped_column(sa.Text)
+    renderings: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class KBFeedback(TimestampMixin, db.Model):
+    __tablename__ = "kb_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(sa.ForeignKey("kb_articles.id"), index=True)
+    version: Mapped[int] = mapped_column()
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    helpful: Mapped[bool] = mapped_column()
+    interaction_id: Mapped[int | None] = mapped_column(sa.ForeignKey("interactions.id"))
+
+
+class KBQuery(TimestampMixin, db.Model):
+    """A question asked of the knowledge base, for deflection and gap reports."""
+
+    __tablename__ = "kb_queries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    query: Mapped[str] = mapped_column(sa.String(500))
+    language: Mapped[str | None] = mapped_column(sa.String(10))
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    article_id: Mapped[int | None] = mapped_column()
+    version: Mapped[int | None] = mapped_column()
+    confidence: Mapped[float] = mapped_column(default=0.0)
+    self_served: Mapped[bool] = mapped_column(default=False)
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"))
+
+
+class SurveyResponse(TimestampMixin, db.Model):
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(10))
+    score: Mapped[int] = mapped_column()
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Counter(db.Model):
+    """Named sequences: yearly ticket numbers and daily walk-in numbers per service line."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,70 @@
+"""Realtime events over Socket.IO.
+
+Rooms: ``agent:<id>`` (one agent's offers and assignments), ``queue:<code>`` (agents
+serving a queue), ``ticket:<id>`` (everyone viewing a ticket), ``supervisors``.
+Events are emitted only after the database commit that they describe. In a worker
+process ``socketio`` is bound with the same Redis ``message_queue`` and acts as a
+write-only emitter, so a job's emit reaches clients connected to any web process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+
+from app.extensions import socketio
+
+log = logging.getLogger(__name__)
+
+
+def emit(event: str, data: dict[str, Any], *, rooms: list[str], namespace: str = "/agent") -> None:
+    """Emit to rooms; a realtime failure never undoes committed work."""
+    if current_app.config.get("REALTIME_DISABLED"):
+        return
+    try:
+        for room in rooms:
+            socketio.emit(event, data, to=room, namespace=namespace)
+    except Exception:  # noqa: BLE001 - clients resync from the API on reconnect
+        log.warning("realtime emit of %s failed", event, exc_info=True)
+
+
+def ticket_summary(ticket) -> dict[str, Any]:
+    return {
+        "id": ticket.id,
+        "reference": ticket.reference,
+        "status": ticket.status,
+        "channel": ticket.channel,
+        "queue": ticket.queue.code if ticket.queue else None,
+        "subject": ticket.subject,
+        "citizen_id": ticket.citizen_id,
+        "assigned_agent_id": ticket.assigned_agent_id,
+        "language": ticket.language,
+        "priority": ticket.priority,
+    }
+
+
+def interaction_summary(interaction) -> dict[str, Any]:
+    return {
+        "id": interaction.id,
+        "ticket_id": interaction.ticket_id,
+        "channel": interaction.channel,
+        "direction": interaction.direction,
+        "author_kind": interaction.author_kind,
+        "text": interaction.text,
+        "subject": interaction.subject,
+        "delivery_status": interaction.delivery_status,
+        "created_at": interaction.created_at.isoformat() + "Z",
+        "kb_article_id": interaction.kb_article_id,
+        "kb_article_version": interaction.kb_article_version,
+    }
+
+
+def ticket_rooms(ticket) -> list[str]:
+    rooms = [f"ticket:{ticket.id}", "supervisors"]
+    if ticket.queue is not None:
+        rooms.append(f"queue:{ticket.queue.code}")
+    if ticket.assigned_agent_id:
+        rooms.append(f"agent:{ticket.assigned_agent_id}")
+    return rooms

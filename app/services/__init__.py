@@ -1,0 +1,40 @@
+"""Services: plain functions that views, Socket.IO handlers, CLI commands and jobs call.
+
+Permission checks and validation live here, once. Services raise ``ServiceError``
+subclasses that views map to status codes.
+"""
+
+
+class ServiceError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 detail: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        self.detail = detail or {}
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class Invalid(ServiceError):
+    status = 400
+    code = "invalid"

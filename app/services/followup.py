@@ -1,0 +1,79 @@
+"""What happens after intake commits an inbound message: a knowledge-base self-service
+answer when it is confident, otherwise (or when the resident asks for a person) a work
+item in the right queue for routing."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import OPEN_STATUSES, Interaction, Queue, Ticket, WorkItem, utcnow
+
+log = logging.getLogger(__name__)
+
+GENERAL_QUEUE = "general"
+# Hooks filled by the channel, knowledge-base and routing features.
+SELF_SERVICE_HOOKS: dict[str, object] = {}
+ROUTE_HOOKS: list = []
+
+
+def choose_queue(ticket: Ticket) -> Queue | None:
+    if ticket.queue_id:
+        return db.session.get(Queue, ticket.queue_id)
+    if ticket.topic:
+        queue = db.session.scalar(sa.select(Queue).where(Queue.code == ticket.topic))
+        if queue:
+            return queue
+    return db.session.scalar(sa.select(Queue).where(Queue.code == GENERAL_QUEUE))
+
+
+def ensure_work_item(ticket: Ticket) -> WorkItem | None:
+    """Put an open, unassigned ticket in its queue once (no duplicate work items)."""
+    if ticket.status not in OPEN_STATUSES or ticket.assigned_agent_id:
+        return None
+    existing = db.session.scalar(
+        sa.select(WorkItem).where(
+            WorkItem.ticket_id == ticket.id,
+            WorkItem.status.in_(("waiting", "offered", "assigned")),
+        )
+    )
+    if existing is not None:
+        return existing
+    queue = choose_queue(ticket)
+    if queue is None:
+        return None
+    ticket.queue_id = queue.id
+    item = WorkItem(
+        ticket_id=ticket.id,
+        queue_id=queue.id,
+        channel=ticket.channel,
+        language=ticket.language,
+        topic=ticket.topic or queue.code,
+        priority=ticket.priority,
+        arrived_at=utcnow(),
+    )
+    db.session.add(item)
+    return item
+
+
+def process_inbound(interaction_id: int) -> None:
+    interaction = db.session.get(Interaction, interaction_id)
+    if interaction is None:
+        return
+    ticket = db.session.get(Ticket, interaction.ticket_id)
+    hook = SELF_SERVICE_HOOKS.get(interaction.channel)
+    if hook is not None and hook(interaction, ticket):  # answered by self-service
+        db.session.commit()
+        return
+    item = ensure_work_item(ticket)
+    db.session.commit()
+    if item is not None:
+        for route in ROUTE_HOOKS:
+            route(item.id)
+
+
+def routing_tick() -> None:
+    for route in ROUTE_HOOKS:
+        route(None)

@@ -1,0 +1,272 @@
+"""Outbound: every reply is an Interaction plus an Outbox row, sent by a job.
+
+``queue_message`` writes both in one commit and enqueues ``deliver_outbox``; the job
+sends through the channel's registered sender, or, when the channel has no provider
+configured (no Twilio or SMTP credentials), records the message in the simulator outbox.
+Transient failures are retried with backoff (up to ``MAX_ATTEMPTS``); permanent failures
+and exhausted retries mark the interaction failed and hand the message to the next
+reachable channel of the citizen's channel-preference profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app import metrics
+from app.extensions import db
+from app.models import ContactPoint, Interaction, Outbox, Ticket, utcnow
+from app.services import Invalid, NotFound
+from channels.base import (
+    DeliveryResult,
+    OutboundMessage,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+CHANNEL_CONTACT_KIND = {"sms": "phone", "voice": "phone", "email": "email", "chat": "chat"}
+Sender = Callable[[OutboundMessage], DeliveryResult]
+_SENDERS: dict[str, Callable[[Any], Sender | None]] = {}
+
+
+def register_sender(channel: str, factory: Callable[[Any], Sender | None]) -> None:
+    """``factory(app)`` returns a sender for the channel, or None when unconfigured."""
+    _SENDERS[channel] = factory
+
+
+def sender_for(channel: str) -> Sender | None:
+    factory = _SENDERS.get(channel)
+    return factory(current_app) if factory else None
+
+
+def _contact_point(citizen_id: int, channel: str, address: str | None) -> ContactPoint | None:
+    kind = CHANNEL_CONTACT_KIND.get(channel)
+    if kind is None:
+        return None
+    query = sa.select(ContactPoint).where(
+        ContactPoint.citizen_id == citizen_id, ContactPoint.kind == kind
+    )
+    if address:
+        query = query.where(ContactPoint.value == address)
+    return db.session.scalar(query.order_by(ContactPoint.id.desc()).limit(1))
+
+
+def queue_message(
+    ticket: Ticket,
+    channel: str,
+    text: str,
+    *,
+    to: str | None = None,
+    subject: str | None = None,
+    html: str | None = None,
+    author_kind: str = "agent",
+    author_agent_id: int | None = None,
+    kb: tuple[int, int] | None = None,
+    meta: dict[str, Any] | None = None,
+    fallback_of: Outbox | None = None,
+    commit: bool = True,
+) -> Interaction:
+    """Record an outbound message and queue its delivery. Refuses opted-out addresses."""
+    if not text or not text.strip():
+        raise Invalid("a reply needs text", code="empty_reply")
+    point = _contact_point(ticket.citizen_id, channel, to)
+    if to is None:
+        if point is None:
+            raise Invalid(f"the citizen has no {channel} address", code="unreachable")
+        to = point.value
+    if point is not None and point.opted_out and channel in ("sms", "voice"):
+        raise Invalid(
+            f"{point.value} opted out of text messages; choose another channel",
+            code="opted_out",
+            detail={"channel": channel, "address": point.value},
+        )
+    now = utcnow()
+    interaction = Interaction(
+        ticket_id=ticket.id,
+        citizen_id=ticket.citizen_id,
+        contact_point_id=point.id if point else None,
+        channel=channel,
+        direction="outbound",
+        author_kind=author_kind,
+        author_agent_id=author_agent_id,
+        subject=subject,
+        text=text,
+        html=html,
+        delivery_status="queued",
+        kb_article_id=kb[0] if kb else None,
+        kb_article_version=kb[1] if kb else None,
+        meta=meta or {},
+        created_at=now,
+    )
+    db.session.add(interaction)
+    db.session.flush()
+    tried = list((fallback_of.payload or {}).get("tried", [])) if fallback_of else []
+    row = Outbox(
+        key=uuid.uuid4().hex,
+        interaction_id=interaction.id,
+        ticket_id=ticket.id,
+        channel=channel,
+        to_address=to,
+        payload={"subject": subject, "tried": tried + [channel], **(meta or {})},
+        status="pending",
+        fallback_of_id=fallback_of.id if fallback_of else None,
+    )
+    db.session.add(row)
+    if author_kind == "agent" and ticket.first_response_at is None:
+        ticket.first_response_at = now
+    ticket.last_activity_at = now
+    if commit:
+        db.session.commit()
+        after_commit(row.id, interaction.id)
+    return interaction
+
+
+def after_commit(outbox_id: int, interaction_id: int) -> None:
+    from app import jobs
+
+    jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
+    _announce(interaction_id)
+
+
+def _announce(interaction_id: int) -> None:
+    from app import realtime
+
+    interaction = db.session.get(Interaction, interaction_id)
+    ticket = db.session.get(Ticket, interaction.ticket_id)
+    realtime.emit(
+        "interaction.updated" if interaction.delivery_status != "queued" else "interaction.created",
+        {"ticket": realtime.ticket_summary(ticket),
+         "interaction": realtime.interaction_summary(interaction)},
+        rooms=realtime.ticket_rooms(ticket),
+    )
+
+
+def _message_for(row: Outbox, interaction: Interaction) -> OutboundMessage:
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    payload = row.payload or {}
+    return OutboundMessage(
+        channel=row.channel,
+        to=row.to_address,
+        text=interaction.text,
+        idempotency_key=row.key,
+        subject=payload.get("subject"),
+        html=interaction.html,
+        in_reply_to=payload.get("in_reply_to"),
+        references=payload.get("references") or [],
+        status_callback=f"{base}/webhooks/twilio/status" if row.channel == "sms" else None,
+        metadata={"ticket_id": row.ticket_id, "outbox_id": row.id},
+    )
+
+
+def deliver(outbox_id: int) -> None:
+    """Send one outbox row; safe to run twice (a sent row is left alone)."""
+    row = db.session.get(Outbox, outbox_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"outbox row {outbox_id} not found")
+    if row.status in ("sent", "failed", "cancelled"):
+        db.session.rollback()
+        return
+    interaction = db.session.get(Interaction, row.interaction_id)
+    point = _contact_point(interaction.citizen_id, row.channel, row.to_address)
+    if point is not None and point.opted_out and row.channel in ("sms", "voice"):
+        fail(row, "opted_out: the number opted out of text messages", code="opted_out")
+        return
+    row.attempts += 1
+    row.status = "sending"
+    db.session.commit()
+    sender = sender_for(row.channel)
+    message = _message_for(row, interaction)
+    try:
+        if sender is None:
+            result = DeliveryResult(provider_id=f"SIM-{row.key}", status="delivered")
+            row.simulated = True
+        else:
+            result = sender(message)
+    except PermanentDeliveryError as exc:
+        if exc.opted_out and point is not None:
+            point.opted_out = True
+            point.opted_out_at = utcnow()
+            point.consent_note = f"provider error {exc.code}"
+        fail(row, str(exc), code=exc.code)
+        return
+    except TransientDeliveryError as exc:
+        if row.attempts >= MAX_ATTEMPTS:
+            fail(row, f"gave up after {row.attempts} attempts: {exc}", code=exc.code)
+            return
+        row.status = "retrying"
+        row.last_error = str(exc)[:500]
+        row.next_attempt_at = utcnow() + timedelta(seconds=30)
+        db.session.commit()
+        raise
+    row.status = "sent"
+    row.sent_at = utcnow()
+    row.provider_id = result.provider_id
+    interaction.provider_id = result.provider_id
+    interaction.delivery_status = result.status
+    if row.channel == "email":
+        from app.models import ThreadKey
+
+        db.session.add(ThreadKey(kind="email", key=result.provider_id, ticket_id=row.ticket_id))
+    db.session.commit()
+    metrics.OUTBOUND.labels(channel=row.channel, status="sent").inc()
+    _announce(interaction.id)
+
+
+def fail(row: Outbox, reason: str, code: str | None = None) -> None:
+    """Mark a delivery failed for good and hand it to the next channel, if any."""
+    interaction = db.session.get(Interaction, row.interaction_id)
+    row.status = "failed"
+    row.last_error = reason[:500]
+    interaction.delivery_status = "failed"
+    interaction.delivery_error = (f"{code}: " if code else "") + reason[:280]
+    db.session.commit()
+    metrics.OUTBOUND.labels(channel=row.channel, status="failed").inc()
+    _announce(interaction.id)
+    fallback(row)
+
+
+def fallback(row: Outbox) -> Interaction | None:
+    """Send the failed message on the next reachable channel from the profile."""
+    from app.services import reach
+
+    ticket = db.session.get(Ticket, row.ticket_id)
+    interaction = db.session.get(Interaction, row.interaction_id)
+    tried = set((row.payload or {}).get("tried", [row.channel]))
+    decision = reach.choose_channel(ticket.citizen_id, exclude=tried, text_only=True)
+    if decision is None:
+        log.info("outbox %s failed with no fallback channel left", row.id)
+        return None
+    meta = {"fallback_reason": f"{row.channel} delivery failed; {decision.reason}"}
+    subject = (row.payload or {}).get("subject") or f"[{ticket.reference}] {ticket.subject}"
+    return queue_message(
+        ticket, decision.channel, interaction.text, to=decision.address,
+        subject=subject if decision.channel == "email" else None,
+        author_kind=interaction.author_kind, author_agent_id=interaction.author_agent_id,
+        kb=(interaction.kb_article_id, interaction.kb_article_version)
+        if interaction.kb_article_id else None,
+        meta=meta, fallback_of=row,
+    )
+
+
+def sweep() -> int:
+    """Re-queue rows whose job was lost (e.g. a worker killed mid-send)."""
+    from app import jobs
+
+    stale = utcnow() - timedelta(minutes=5)
+    rows = db.session.scalars(
+        sa.select(Outbox).where(
+            Outbox.status.in_(("pending", "sending", "retrying")), Outbox.created_at < stale
+        )
+    ).all()
+    for row in rows:
+        jobs.enqueue("app.tasks.deliver_outbox", row.id)
+    return len(rows)
