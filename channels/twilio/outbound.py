@@ -81,8 +81,9 @@ def make_client(account_sid: str, auth_token: str, http_client: HttpClient | Non
     SDK's own HTTP client with a timeout so a hung connection can't stall a worker."""
     if not account_sid or not auth_token:
         raise ValueError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required")
-    return Client(account_sid, auth_token,
-                  http_client=http_client or TwilioHttpClient(timeout=HTTP_TIMEOUT))
+    return Client(
+        account_sid, auth_token, http_client=http_client or TwilioHttpClient(timeout=HTTP_TIMEOUT)
+    )
 
 
 def send_sms(client: Client, out: OutboundMessage, from_number: str) -> DeliveryResult:
@@ -105,8 +106,14 @@ def send_sms(client: Client, out: OutboundMessage, from_number: str) -> Delivery
     return DeliveryResult(
         provider_id=message.sid,
         status=message.status or "queued",
-        detail=_drop_none({"num_segments": message.num_segments, "to": message.to,
-                           "from": message.from_, "error_code": message.error_code}),
+        detail=_drop_none(
+            {
+                "num_segments": message.num_segments,
+                "to": message.to,
+                "from": message.from_,
+                "error_code": message.error_code,
+            }
+        ),
     )
 
 
@@ -129,8 +136,11 @@ def place_call(
     if timeout is not None:
         kwargs["timeout"] = timeout
     call = _call_twilio(client, lambda: client.calls.create(**kwargs))
-    return DeliveryResult(provider_id=call.sid, status=call.status or "queued",
-                          detail=_drop_none({"to": call.to, "from": getattr(call, "_from", None)}))
+    return DeliveryResult(
+        provider_id=call.sid,
+        status=call.status or "queued",
+        detail=_drop_none({"to": call.to, "from": getattr(call, "_from", None)}),
+    )
 
 
 def redirect_call(client: Client, call_sid: str, url: str) -> DeliveryResult:
@@ -147,14 +157,16 @@ def _call_twilio(client: Client, request: Callable[[], T]) -> T:
     except (TwilioRestException, TwilioServiceException) as exc:
         raise _classify(exc, _retry_after(client)) from exc
     except NETWORK_ERRORS as exc:
-        raise TransientDeliveryError(f"network error talking to Twilio: {exc}",
-                                     code="network") from exc
+        raise TransientDeliveryError(
+            f"network error talking to Twilio: {exc}", code="network"
+        ) from exc
     except TwilioException as exc:
         raise PermanentDeliveryError(f"Twilio client error: {exc}", code="client") from exc
 
 
-def _classify(exc: TwilioRestException | TwilioServiceException,
-              retry_after: float | None) -> Exception:
+def _classify(
+    exc: TwilioRestException | TwilioServiceException, retry_after: float | None
+) -> Exception:
     status = int(exc.status or 0)
     code = _int_or_none(exc.code)
     if isinstance(exc, TwilioServiceException):

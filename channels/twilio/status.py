@@ -8,8 +8,9 @@ formerly SmsStatus) or call (CallStatus). Callbacks can arrive twice and out of 
 Ordering decisions:
 
 * Messages: accepted/scheduled < queued < sending < sent < (terminal) canceled <
-  failed < undelivered < partially_delivered < delivered < read. Calls: queued < initiated < ringing <
-  in-progress < (terminal) canceled < failed < no-answer < busy < completed.
+  failed < undelivered < partially_delivered < delivered < read.
+* Calls: queued < initiated < ringing < in-progress < (terminal) canceled < failed <
+  no-answer < busy < completed.
 * A status is applied only if it ranks strictly higher than the current one, so
   replays are no-ops and the stored status ends as the highest-ranked one received,
   whatever the arrival order.
@@ -122,9 +123,14 @@ def parse_status(form: Mapping[str, str]) -> StatusUpdate:
             error_message=_blank_to_none(form.get("ErrorMessage")),
             recipient=_blank_to_none(form.get("To")),
             sender=_blank_to_none(form.get("From")),
-            metadata=_pick(form, {"AccountSid": "account_sid",
-                                  "MessagingServiceSid": "messaging_service_sid",
-                                  "RawDlrDoneDate": "raw_dlr_done_date"}),
+            metadata=_pick(
+                form,
+                {
+                    "AccountSid": "account_sid",
+                    "MessagingServiceSid": "messaging_service_sid",
+                    "RawDlrDoneDate": "raw_dlr_done_date",
+                },
+            ),
         )
     if call_sid and call_status:
         return StatusUpdate(
@@ -136,14 +142,19 @@ def parse_status(form: Mapping[str, str]) -> StatusUpdate:
             duration=_int_or_none(form.get("CallDuration") or form.get("Duration")),
             recipient=_blank_to_none(form.get("To")),
             sender=_blank_to_none(form.get("From")),
-            metadata=_pick(form, {"AccountSid": "account_sid",
-                                  "Direction": "direction",
-                                  "AnsweredBy": "answered_by",
-                                  "ParentCallSid": "parent_call_sid",
-                                  "SequenceNumber": "sequence_number",
-                                  "Timestamp": "timestamp",
-                                  "RecordingUrl": "recording_url",
-                                  "RecordingSid": "recording_sid"}),
+            metadata=_pick(
+                form,
+                {
+                    "AccountSid": "account_sid",
+                    "Direction": "direction",
+                    "AnsweredBy": "answered_by",
+                    "ParentCallSid": "parent_call_sid",
+                    "SequenceNumber": "sequence_number",
+                    "Timestamp": "timestamp",
+                    "RecordingUrl": "recording_url",
+                    "RecordingSid": "recording_sid",
+                },
+            ),
         )
     if message_sid or call_sid:
         raise ParseError(f"Twilio status callback for {message_sid or call_sid} without a status")

@@ -4,11 +4,14 @@ Every builder is a pure function returning TwiML as a string. The app passes in 
 callback URLs (absolute, public URLs of its IVR step endpoints), so nothing here knows
 about Flask. The call flow the builders are meant for::
 
-    welcome ──1/2──► ask_topic ──speech/digit──► read_answer ──1──► enqueue ─► (agent)
-                                                      │  2: answer by SMS   │ waitUrl:
-                                                      │  9: read again      ▼ wait_message
-                                                      └─ no key: goodbye    ─*/1─► callback_confirmed
-    no agent / after hours: voicemail
+    welcome ─1/2─► ask_topic ─speech/digit─► read_answer ─1─► enqueue ─► agent bridged
+                                                  │ 2: answer by SMS     │ waitUrl
+                                                  │ 9: read again        ▼
+                                                  └ no key: goodbye    wait_message
+                                                                         │ 1 or *
+                                                                         ▼
+                                                               callback_confirmed
+    no agent available or after hours: voicemail
 
 Voices: English uses ``Polly.Joanna`` with ``language="en-US"``; Spanish uses
 ``Polly.Lupe`` with ``language="es-US"``. Both are Amazon Polly voices native to their
@@ -56,8 +59,17 @@ CALLBACK_KEYS = frozenset({"1", "*"})
 
 # From values Twilio uses when the caller's number is withheld or unknown.
 ANONYMOUS_CALLERS = frozenset(
-    {"anonymous", "restricted", "unknown", "private", "+266696687", "+7378742833",
-     "+2562533", "+86282452253", "+8656696"}
+    {
+        "anonymous",
+        "restricted",
+        "unknown",
+        "private",
+        "+266696687",
+        "+7378742833",
+        "+2562533",
+        "+86282452253",
+        "+8656696",
+    }
 )
 
 
@@ -71,12 +83,19 @@ class Topic:
 
 
 DEFAULT_TOPICS: tuple[Topic, ...] = (
-    Topic("1", "benefits", {"en": "Social Security and benefits",
-                            "es": "Seguro Social y beneficios"}),
+    Topic(
+        "1", "benefits", {"en": "Social Security and benefits", "es": "Seguro Social y beneficios"}
+    ),
     Topic("2", "passports", {"en": "passports and travel", "es": "pasaportes y viajes"}),
     Topic("3", "taxes", {"en": "taxes", "es": "impuestos"}),
-    Topic("4", "city_services", {"en": "trash, streets and other city services",
-                                 "es": "basura, calles y otros servicios de la ciudad"}),
+    Topic(
+        "4",
+        "city_services",
+        {
+            "en": "trash, streets and other city services",
+            "es": "basura, calles y otros servicios de la ciudad",
+        },
+    ),
     Topic("0", "agent", {"en": "an agent", "es": "un agente"}),
 )
 
@@ -131,7 +150,7 @@ _TEXT: dict[str, dict[str, str]] = {
 
 
 def normalize_lang(lang: str | None) -> Lang:
-    """"en" or "es" from any of "es", "es-US", "es_MX", "ES"...; English otherwise."""
+    """The IVR language ("en" or "es") for "es", "es-US", "es_MX", "ES"...; else English."""
     return "es" if (lang or "").strip().lower()[:2] == "es" else "en"
 
 
@@ -161,8 +180,9 @@ def welcome(action_url: str) -> str:
     redirected to ``action_url`` without ``Digits``; the app should carry on in English.
     """
     response = VoiceResponse()
-    gather = response.gather(input="dtmf", num_digits=1, action=action_url, method="POST",
-                             timeout=5)
+    gather = response.gather(
+        input="dtmf", num_digits=1, action=action_url, method="POST", timeout=5
+    )
     for lang in ("en", "es"):
         _say(gather, lang, _TEXT[lang]["welcome"])
     response.redirect(action_url, method="POST")
@@ -205,8 +225,9 @@ def read_answer(lang: str, voice_text: str, action_url: str) -> str:
     """
     lang = normalize_lang(lang)
     response = VoiceResponse()
-    gather = response.gather(input="dtmf", num_digits=1, action=action_url, method="POST",
-                             timeout=6)
+    gather = response.gather(
+        input="dtmf", num_digits=1, action=action_url, method="POST", timeout=6
+    )
     _say(gather, lang, voice_text)
     _say(gather, lang, _TEXT[lang]["answer_options"])
     _say(response, lang, _TEXT[lang]["goodbye"])
@@ -222,8 +243,9 @@ def enqueue(queue_name: str, wait_url: str, action_url: str) -> str:
     or sent out by ``<Leave>``).
     """
     response = VoiceResponse()
-    response.enqueue(queue_name, action=action_url, method="POST", wait_url=wait_url,
-                     wait_url_method="POST")
+    response.enqueue(
+        queue_name, action=action_url, method="POST", wait_url=wait_url, wait_url_method="POST"
+    )
     return str(response)
 
 
@@ -244,8 +266,9 @@ def wait_message(
     """
     lang = normalize_lang(lang)
     response = VoiceResponse()
-    gather = response.gather(input="dtmf", num_digits=1, action=callback_action_url,
-                             method="POST", timeout=1)
+    gather = response.gather(
+        input="dtmf", num_digits=1, action=callback_action_url, method="POST", timeout=1
+    )
     _say(gather, lang, _wait_sentence(lang, position, est_wait_seconds))
     _say(gather, lang, _TEXT[lang]["callback_offer"])
     if hold_music_url:
@@ -292,22 +315,32 @@ def voicemail(
     return str(response)
 
 
-def dial_client(identity: str, caller_id: str | None = None,
-                action_url: str | None = None, timeout: int = 20) -> str:
+def dial_client(
+    identity: str, caller_id: str | None = None, action_url: str | None = None, timeout: int = 20
+) -> str:
     """Ring an agent's browser softphone (a Twilio Client registered as ``identity``)."""
     response = VoiceResponse()
-    dial = response.dial(caller_id=caller_id, action=action_url,
-                         method="POST" if action_url else None, timeout=timeout)
+    dial = response.dial(
+        caller_id=caller_id,
+        action=action_url,
+        method="POST" if action_url else None,
+        timeout=timeout,
+    )
     dial.client(identity)
     return str(response)
 
 
-def dial_number(number: str, caller_id: str | None = None,
-                action_url: str | None = None, timeout: int = 30) -> str:
+def dial_number(
+    number: str, caller_id: str | None = None, action_url: str | None = None, timeout: int = 30
+) -> str:
     """Connect the call to a phone number (a resident for a callback, or a transfer)."""
     response = VoiceResponse()
-    dial = response.dial(caller_id=caller_id, action=action_url,
-                         method="POST" if action_url else None, timeout=timeout)
+    dial = response.dial(
+        caller_id=caller_id,
+        action=action_url,
+        method="POST" if action_url else None,
+        timeout=timeout,
+    )
     dial.number(number)
     return str(response)
 
@@ -349,8 +382,9 @@ def _wait_sentence(lang: str, position: int | None, est_wait_seconds: float | No
     text = _TEXT[lang]
     parts = []
     if position is not None and position >= 1:
-        parts.append(text["position_next"] if position == 1
-                     else text["position"].format(position=position))
+        parts.append(
+            text["position_next"] if position == 1 else text["position"].format(position=position)
+        )
     if est_wait_seconds is not None and est_wait_seconds >= 0:
         minutes = math.ceil(est_wait_seconds / 60)
         if est_wait_seconds < 60:
@@ -365,8 +399,9 @@ def _wait_sentence(lang: str, position: int | None, est_wait_seconds: float | No
 # --- Webhook parsers -------------------------------------------------------------------
 
 
-def parse_voice(form: Mapping[str, str], language: str | None = None,
-                step: str | None = None) -> InboundMessage:
+def parse_voice(
+    form: Mapping[str, str], language: str | None = None, step: str | None = None
+) -> InboundMessage:
     """Turn a voice webhook (incoming call or an IVR step) into an ``InboundMessage``.
 
     ``provider_id`` is the CallSid, shared by every step of one call: the call is one
@@ -392,8 +427,12 @@ def parse_voice(form: Mapping[str, str], language: str | None = None,
         "digits": digits,
         "anonymous": sender.lower() in ANONYMOUS_CALLERS,
     }
-    for param, name in (("CallerName", "caller_name"), ("ForwardedFrom", "forwarded_from"),
-                        ("AccountSid", "account_sid"), ("ParentCallSid", "parent_call_sid")):
+    for param, name in (
+        ("CallerName", "caller_name"),
+        ("ForwardedFrom", "forwarded_from"),
+        ("AccountSid", "account_sid"),
+        ("ParentCallSid", "parent_call_sid"),
+    ):
         if form.get(param):
             metadata[name] = form[param]
     if step:
@@ -443,9 +482,16 @@ def parse_recording(form: Mapping[str, str]) -> RecordingEvent:
     transcription_text = form.get("TranscriptionText")
     if recording_url is None and transcription_text is None:
         raise ParseError(f"Twilio recording callback {call_sid} without RecordingUrl")
-    metadata = {name: form[param] for param, name in (
-        ("TranscriptionSid", "transcription_sid"), ("TranscriptionUrl", "transcription_url"),
-        ("Digits", "digits"), ("AccountSid", "account_sid")) if form.get(param)}
+    metadata = {
+        name: form[param]
+        for param, name in (
+            ("TranscriptionSid", "transcription_sid"),
+            ("TranscriptionUrl", "transcription_url"),
+            ("Digits", "digits"),
+            ("AccountSid", "account_sid"),
+        )
+        if form.get(param)
+    }
     return RecordingEvent(
         call_sid=call_sid,
         recording_sid=_blank_to_none(form.get("RecordingSid")),

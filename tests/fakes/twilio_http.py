@@ -70,20 +70,34 @@ class RecordingHttpClient(HttpClient):
 
     # --- scripting ---------------------------------------------------------------------
 
-    def respond(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None,
-                times: int = 1) -> RecordingHttpClient:
+    def respond(
+        self,
+        status: int,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        times: int = 1,
+    ) -> RecordingHttpClient:
         """Answer the next ``times`` requests with this status and JSON (or text) body."""
         with self._lock:
             for _ in range(times):
                 self._script.append(_Scripted(status, body, dict(headers or {})))
         return self
 
-    def fail(self, status: int, code: int | None = None, message: str = "error",
-             times: int = 1, headers: Mapping[str, str] | None = None) -> RecordingHttpClient:
+    def fail(
+        self,
+        status: int,
+        code: int | None = None,
+        message: str = "error",
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+    ) -> RecordingHttpClient:
         """Answer with a Twilio error document (``{"code", "message", "status"}``)."""
-        body = {"code": code if code is not None else status, "message": message,
-                "more_info": f"https://www.twilio.com/docs/errors/{code or status}",
-                "status": status}
+        body = {
+            "code": code if code is not None else status,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code or status}",
+            "status": status,
+        }
         return self.respond(status, body, headers, times)
 
     def rate_limited(self, times: int = 1, retry_after: int | None = None) -> RecordingHttpClient:
@@ -96,8 +110,9 @@ class RecordingHttpClient(HttpClient):
     def opted_out(self, times: int = 1) -> RecordingHttpClient:
         return self.fail(400, 21610, "Attempt to send to unsubscribed recipient", times)
 
-    def network_error(self, times: int = 1,
-                      error: BaseException | None = None) -> RecordingHttpClient:
+    def network_error(
+        self, times: int = 1, error: BaseException | None = None
+    ) -> RecordingHttpClient:
         """Raise a network error (``requests.ConnectionError`` unless given) instead of
         answering, as the SDK's own HTTP client would."""
         with self._lock:
@@ -142,15 +157,21 @@ class RecordingHttpClient(HttpClient):
             self.requests.append(recorded)
             scripted = self._script.popleft() if self._script else None
             self._test_only_last_request = TwilioRequest(
-                method=recorded.method, url=uri, auth=auth, params=params, data=data,
-                headers=headers)
+                method=recorded.method,
+                url=uri,
+                auth=auth,
+                params=params,
+                data=data,
+                headers=headers,
+            )
             if scripted is not None and scripted.error is not None:
                 self._test_only_last_response = None
                 raise scripted.error
             if scripted is not None:
                 body = scripted.body
-                text = body if isinstance(body, str) else json.dumps(body if body is not None
-                                                                     else {})
+                text = (
+                    body if isinstance(body, str) else json.dumps(body if body is not None else {})
+                )
                 response = Response(scripted.status, text, scripted.headers)
             else:
                 response = self._default_response(recorded)
@@ -163,30 +184,48 @@ class RecordingHttpClient(HttpClient):
         if req.method == "POST" and _MESSAGES.search(req.url):
             sid = new_sid("SM")
             body = {
-                "sid": sid, "account_sid": account, "to": req.data.get("To"),
-                "from": req.data.get("From"), "body": req.data.get("Body"),
-                "status": "queued", "direction": "outbound-api", "num_segments": "1",
+                "sid": sid,
+                "account_sid": account,
+                "to": req.data.get("To"),
+                "from": req.data.get("From"),
+                "body": req.data.get("Body"),
+                "status": "queued",
+                "direction": "outbound-api",
+                "num_segments": "1",
                 "num_media": str(len(_as_list(req.data.get("MediaUrl")))),
-                "error_code": None, "error_message": None, "api_version": "2010-04-01",
+                "error_code": None,
+                "error_message": None,
+                "api_version": "2010-04-01",
                 "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
             }
             return Response(201, json.dumps(body), {"Content-Type": "application/json"})
         if req.method == "POST" and _CALLS.search(req.url):
             sid = new_sid("CA")
             body = {
-                "sid": sid, "account_sid": account, "to": req.data.get("To"),
-                "from": req.data.get("From"), "status": "queued", "direction": "outbound-api",
+                "sid": sid,
+                "account_sid": account,
+                "to": req.data.get("To"),
+                "from": req.data.get("From"),
+                "status": "queued",
+                "direction": "outbound-api",
                 "api_version": "2010-04-01",
                 "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
             }
             return Response(201, json.dumps(body), {"Content-Type": "application/json"})
         call = _CALL.search(req.url)
         if req.method == "POST" and call:
-            body = {"sid": call.group("sid"), "account_sid": account, "status": "in-progress",
-                    "uri": f"/2010-04-01/Accounts/{account}/Calls/{call.group('sid')}.json"}
+            body = {
+                "sid": call.group("sid"),
+                "account_sid": account,
+                "status": "in-progress",
+                "uri": f"/2010-04-01/Accounts/{account}/Calls/{call.group('sid')}.json",
+            }
             return Response(200, json.dumps(body), {"Content-Type": "application/json"})
-        body = {"code": 20404, "message": f"The requested resource {req.url} was not found",
-                "status": 404}
+        body = {
+            "code": 20404,
+            "message": f"The requested resource {req.url} was not found",
+            "status": 404,
+        }
         return Response(404, json.dumps(body), {"Content-Type": "application/json"})
 
 

@@ -52,8 +52,9 @@ def test_missing_signature_fails():
 
 
 def test_multi_value_form_as_flask_gives_it():
-    form = ImmutableMultiDict([*FORM.items(), ("MediaUrl0", "https://a"), ("Tag", "x"),
-                               ("Tag", "y")])
+    form = ImmutableMultiDict(
+        [*FORM.items(), ("MediaUrl0", "https://a"), ("Tag", "x"), ("Tag", "y")]
+    )
     assert verify(TOKEN, URL, form, sdk_signature(URL, form))
 
 
@@ -85,15 +86,26 @@ def test_behind_a_proxy():
     [
         ("http://app:5000/webhooks/twilio/voice", None, "http://app:5000/webhooks/twilio/voice"),
         ("http://app:5000/webhooks/twilio/voice", "", "http://app:5000/webhooks/twilio/voice"),
-        ("http://app:5000/webhooks/twilio/voice?lang=es&step=topic",
-         "https://311.example.gov/",
-         "https://311.example.gov/webhooks/twilio/voice?lang=es&step=topic"),
-        ("http://app:5000/webhooks/twilio/voice", "https://example.gov:8443",
-         "https://example.gov:8443/webhooks/twilio/voice"),
-        ("http://app:5000/webhooks/twilio/voice", "https://example.gov/contact",
-         "https://example.gov/contact/webhooks/twilio/voice"),
-        ("http://app:5000/contact/webhooks/twilio/voice", "https://example.gov/contact/",
-         "https://example.gov/contact/webhooks/twilio/voice"),
+        (
+            "http://app:5000/webhooks/twilio/voice?lang=es&step=topic",
+            "https://311.example.gov/",
+            "https://311.example.gov/webhooks/twilio/voice?lang=es&step=topic",
+        ),
+        (
+            "http://app:5000/webhooks/twilio/voice",
+            "https://example.gov:8443",
+            "https://example.gov:8443/webhooks/twilio/voice",
+        ),
+        (
+            "http://app:5000/webhooks/twilio/voice",
+            "https://example.gov/contact",
+            "https://example.gov/contact/webhooks/twilio/voice",
+        ),
+        (
+            "http://app:5000/contact/webhooks/twilio/voice",
+            "https://example.gov/contact/",
+            "https://example.gov/contact/webhooks/twilio/voice",
+        ),
     ],
 )
 def test_public_url(seen, base, expected):

@@ -49,15 +49,20 @@ def test_sms_sid_of_older_payloads():
 
 
 def test_mms_media_become_attachments():
-    msg = parse_sms(form(
-        Body="", NumMedia="2",
-        MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1",
-        MediaContentType0="image/jpeg",
-        MediaUrl1="https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME2",
-        MediaContentType1="application/pdf",
-    ))
+    msg = parse_sms(
+        form(
+            Body="",
+            NumMedia="2",
+            MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1",
+            MediaContentType0="image/jpeg",
+            MediaUrl1="https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME2",
+            MediaContentType1="application/pdf",
+        )
+    )
     assert [(a.content_type, a.url.rsplit("/", 1)[1]) for a in msg.attachments] == [
-        ("image/jpeg", "ME1"), ("application/pdf", "ME2")]
+        ("image/jpeg", "ME1"),
+        ("application/pdf", "ME2"),
+    ]
     assert msg.text == ""
     assert msg.metadata["num_media"] == 2
 
@@ -65,8 +70,10 @@ def test_mms_media_become_attachments():
 def test_media_missing_url_is_skipped_not_fatal():
     msg = parse_sms(form(NumMedia="2", MediaUrl1="https://m/2", MediaContentType1="image/png"))
     assert [a.url for a in msg.attachments] == ["https://m/2"]
-    assert parse_sms(form(NumMedia="lots", MediaUrl0="https://m/0")).attachments[0].content_type \
+    assert (
+        parse_sms(form(NumMedia="lots", MediaUrl0="https://m/0")).attachments[0].content_type
         == "application/octet-stream"
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,13 +119,26 @@ def test_opt_out_type_kept():
 @pytest.mark.parametrize(
     "body, expected",
     [
-        *[(word, "opt_out") for word in ("STOP", "stopall", "Unsubscribe", "CANCEL", "end",
-                                         "QUIT", "revoke", "OPTOUT", "  stop  ", "Stop.",
-                                         "STOP!", "stop\n")],
+        *[
+            (word, "opt_out")
+            for word in (
+                "STOP",
+                "stopall",
+                "Unsubscribe",
+                "CANCEL",
+                "end",
+                "QUIT",
+                "revoke",
+                "OPTOUT",
+                "  stop  ",
+                "Stop.",
+                "STOP!",
+                "stop\n",
+            )
+        ],
         *[(word, "opt_in") for word in ("START", "yes", "Unstop")],
         *[(word, "help") for word in ("HELP", "info", "Ayuda", "help?")],
-        *[(word, "agent") for word in ("AGENT", "person", "Representative", "AGENTE",
-                                       "agente")],
+        *[(word, "agent") for word in ("AGENT", "person", "Representative", "AGENTE", "agente")],
         *[(word, "feedback") for word in ("FEEDBACK", "survey", "Encuesta")],
         ("please stop texting me", None),
         ("stop it", None),

@@ -22,14 +22,22 @@ CA = "CA" + "d" * 32
 
 
 def apply_all(statuses, start=None):
-    return reduce(lambda current, new: new if should_apply(current, new) else current,
-                  statuses, start)
+    return reduce(
+        lambda current, new: new if should_apply(current, new) else current, statuses, start
+    )
 
 
 def test_message_callback():
-    update = parse_status({"MessageSid": SM, "MessageStatus": "Undelivered",
-                           "ErrorCode": "30006", "To": "+15551234567", "From": "+15557654321",
-                           "AccountSid": "AC" + "0" * 32})
+    update = parse_status(
+        {
+            "MessageSid": SM,
+            "MessageStatus": "Undelivered",
+            "ErrorCode": "30006",
+            "To": "+15551234567",
+            "From": "+15557654321",
+            "AccountSid": "AC" + "0" * 32,
+        }
+    )
     assert (update.provider_id, update.status, update.kind) == (SM, "undelivered", "message")
     assert update.error_code == "30006"
     assert update.recipient == "+15551234567"
@@ -44,13 +52,23 @@ def test_legacy_sms_status_callback():
 
 
 def test_call_callback():
-    update = parse_status({"CallSid": CA, "CallStatus": "completed", "CallDuration": "184",
-                           "Direction": "outbound-api", "AnsweredBy": "human",
-                           "SequenceNumber": "3"})
+    update = parse_status(
+        {
+            "CallSid": CA,
+            "CallStatus": "completed",
+            "CallDuration": "184",
+            "Direction": "outbound-api",
+            "AnsweredBy": "human",
+            "SequenceNumber": "3",
+        }
+    )
     assert (update.provider_id, update.status, update.kind) == (CA, "completed", "call")
     assert update.duration == 184
-    assert update.metadata == {"direction": "outbound-api", "answered_by": "human",
-                               "sequence_number": "3"}
+    assert update.metadata == {
+        "direction": "outbound-api",
+        "answered_by": "human",
+        "sequence_number": "3",
+    }
     assert update.is_terminal and not update.is_failure
 
 
