@@ -5,7 +5,13 @@ forms with ``sms``, ``voice`` and ``status``, answer with the TwiML builders, an
 outbox jobs send through ``outbound``. ``tokens`` issues agents' softphone tokens.
 """
 
-from channels.twilio.outbound import make_client, place_call, redirect_call, send_sms
+from channels.twilio.outbound import (
+    make_client,
+    place_call,
+    redirect_call,
+    send_sms,
+    sms_sender,
+)
 from channels.twilio.signature import public_url, sign, verify
 from channels.twilio.sms import classify_keyword, messaging_twiml, parse_sms
 from channels.twilio.status import STATUS_RANK, StatusUpdate, parse_status, should_apply
@@ -28,6 +34,7 @@ __all__ = [
     "redirect_call",
     "send_sms",
     "should_apply",
+    "sms_sender",
     "sign",
     "verify",
     "voice_access_token",

@@ -117,6 +117,16 @@ def send_sms(client: Client, out: OutboundMessage, from_number: str) -> Delivery
     )
 
 
+def sms_sender(client: Client, from_number: str) -> Callable[[OutboundMessage], DeliveryResult]:
+    """``send_sms`` bound to a client and sender number: the one-argument sender the
+    app's outbox registers for the "sms" channel."""
+
+    def send(out: OutboundMessage) -> DeliveryResult:
+        return send_sms(client, out, from_number)
+
+    return send
+
+
 def place_call(
     client: Client,
     to: str,

@@ -14,7 +14,13 @@ from channels.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from channels.twilio.outbound import make_client, place_call, redirect_call, send_sms
+from channels.twilio.outbound import (
+    make_client,
+    place_call,
+    redirect_call,
+    send_sms,
+    sms_sender,
+)
 
 FROM = "+18445550100"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2  # the client fixture's account
@@ -231,3 +237,10 @@ def test_fake_is_thread_safe(client, http):
         thread.join()
     assert len(http.requests) == 80
     assert outcomes.count("retry") == 20 and outcomes.count("ok") == 60
+
+
+def test_sms_sender_is_a_one_argument_sender(client, http):
+    send = sms_sender(client, FROM)
+    result = send(outbound())
+    assert result.provider_id.startswith("SM")
+    assert http.last_request.data["From"] == FROM
