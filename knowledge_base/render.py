@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -196,16 +197,38 @@ def markdown_blocks(text: str) -> list[tuple[str, str]]:
     return parser.blocks
 
 
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text if not text or text[-1] in ".!?:。！？：" else text + "."
+_TRAILING_RE = re.compile(r"(?:[\s,;]+(?:and|or|y|o|e|u))?[\s,;，；、]*$", re.I)
+
+
+def _sentence(text: str, lang: str = "en") -> str:
+    """A block as a sentence: trailing list glue (", and" / "；") replaced by a full stop."""
+    text = _TRAILING_RE.sub("", text.strip())
+    if not text:
+        return ""
+    if lang == "zh":
+        return text if text[-1] in "。！？：:" else text + "。"
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?:" else text + "."
+
+
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z¿¡\d\"(])|(?<=[。！？；])")
+
+
+def plain_sentences(body: str, lang: str = "en") -> list[str]:
+    """The body as a list of plain-text sentences (blocks and list items end sentences)."""
+    out: list[str] = []
+    for _, block in markdown_blocks(body):
+        out.extend(s.strip() for s in _SENT_SPLIT.split(_sentence(block, lang)) if s.strip())
+    return out
+
+
+def _join(sentences: list[str], lang: str) -> str:
+    return ("" if lang == "zh" else " ").join(sentences)
 
 
 def plain_text(body: str, lang: str = "en") -> str:
     """The body as plain prose: one sentence-terminated block after another."""
-    blocks = markdown_blocks(body)
-    sep = "" if lang == "zh" else " "
-    return sep.join(_sentence(t) if lang != "zh" else t for _, t in blocks)
+    return _join(plain_sentences(body, lang), lang)
 
 
 def sanitize_html(html: str) -> str:
@@ -218,21 +241,13 @@ def sanitize_html(html: str) -> str:
     )
 
 
-_SENT_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
-
-
-def _sentences(text: str) -> list[str]:
-    return [s for s in _SENT_SPLIT.split(text) if s.strip()]
-
-
-def _truncate_to_fit(text: str, fits) -> str:  # noqa: ANN001 - a predicate on the text
+def _truncate_to_fit(sentences: list[str], lang: str, fits: Callable[[str], bool]) -> str:
     """Longest prefix of whole sentences that fits; else cut at a word with '...'."""
-    sentences = _sentences(text)
     for k in range(len(sentences), 0, -1):
-        candidate = " ".join(sentences[:k]).strip()
+        candidate = _join(sentences[:k], lang).strip()
         if fits(candidate):
             return candidate
-    first = sentences[0] if sentences else text
+    first = sentences[0] if sentences else ""
     cut_words = first.split(" ")
     for k in range(len(cut_words) - 1, 0, -1):
         candidate = " ".join(cut_words[:k]).rstrip(",;:") + "..."
@@ -250,12 +265,13 @@ def _truncate_to_fit(text: str, fits) -> str:  # noqa: ANN001 - a predicate on t
 
 def render_sms(article: Article, base_url: str) -> Rendering:
     lab = labels(article.language)
-    source = article.channel_overrides.get("sms") or plain_text(article.body, article.language)
-    source = " ".join(source.translate(_SMART).split())
+    lang = article.language
+    source = plain_sentences(article.channel_overrides.get("sms") or article.body, lang)
+    source = [" ".join(s.translate(_SMART).split()) for s in source]
     suffix = f" {lab['more']} {article_url(article, base_url)}"
     if article.language == "zh":
         suffix = f"{lab['more']}{article_url(article, base_url)}"
-    body = _truncate_to_fit(source, lambda t: _fits(t + suffix, SMS_MAX_SEGMENTS))
+    body = _truncate_to_fit(source, lang, lambda t: _fits(t + suffix, SMS_MAX_SEGMENTS))
     text = (body + suffix).strip()
     encoding, segments = sms_segments(text)
     return Rendering("sms", text, segments=segments, encoding=encoding,
@@ -265,7 +281,7 @@ def render_sms(article: Article, base_url: str) -> Rendering:
 _URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>()]+[^\s<>().,;:!?]", re.I)
 _EMAIL_RE = re.compile(r"\b([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b")
 _PHONE_RE = re.compile(r"(?<![\d$])(?:(1)[-. ])?\(?(\d{3})\)?[-. ](\d{3})[-. ](\d{4})(?!\d)")
-_SHORT_CODE_RE = re.compile(r"(?<![\d$.,])\b([2-9]11)\b(?![\d.,])")
+_SHORT_CODE_RE = re.compile(r"(?<![\d$.,])\b([2-9]11)\b(?!\d|[.,]\d)")
 _MONEY_RE = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?")
 _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s?%")
 _DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
@@ -319,26 +335,20 @@ def speakable(text: str, lang: str = "en") -> str:
     text = text.replace("&", f" {lab['and']} " if lang != "zh" else "和")
     text = re.sub(r"\be\.g\.", "for example" if lang == "en" else "", text)
     text = re.sub(r"(?<=[A-Za-z])/(?=[A-Za-z])", " or " if lang == "en" else " o ", text)
-    text = text.replace(";", ".")
+    text = re.sub(r";\s*(\w)", lambda m: ". " + m.group(1).upper(), text)
     text = _MARKUP_RE.sub(" ", text)
     return " ".join(text.split())
 
 
 def render_voice(article: Article, base_url: str) -> Rendering:
     lang = article.language
-    override = article.channel_overrides.get("voice")
-    if override:
-        source = plain_text(override, lang)
-    else:
-        blocks = markdown_blocks(article.body)
-        source = ("" if lang == "zh" else " ").join(
-            t if lang == "zh" else _sentence(t) for _, t in blocks
-        )
-    spoken = speakable(source, lang)
+    source = article.channel_overrides.get("voice") or article.body
+    sentences = [s for s in (speakable(x, lang) for x in plain_sentences(source, lang)) if s]
+    spoken = _join(sentences, lang)
     if len(spoken) > VOICE_MAX_CHARS:
         tail = labels(lang)["more_site"]
         budget = VOICE_MAX_CHARS - len(tail) - 1
-        spoken = _truncate_to_fit(spoken, lambda t: len(t) <= budget) + " " + tail
+        spoken = _truncate_to_fit(sentences, lang, lambda t: len(t) <= budget) + " " + tail
     return Rendering("voice", spoken.strip(), article_id=article.id, version=article.version)
 
 

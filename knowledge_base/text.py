@@ -192,6 +192,8 @@ SYNONYMS: dict[str, list[list[str]]] = {
         ["tarjeta de biblioteca", "biblioteca"],
         ["impuesto predial", "impuesto a la propiedad", "impuestos de propiedad"],
         ["urgente", "rapido", "acelerado", "expedito"],
+        ["renovar", "renuevo", "renueva", "renuevan", "renovacion"],
+        ["solicitar", "aplicar", "pedir", "tramitar"],
     ],
     "zh": [
         ["社会安全号码", "社安号", "ssn", "社安卡"],
