@@ -9,7 +9,7 @@ The Erlang C probability of waiting is computed from the Erlang B recursion
 numerically stable for hundreds of agents (no factorials or large powers).
 
 Worked example (100 contacts per 30 minutes, 180 s handle time, 20 s target,
-14 agents): probability of waiting 0.174, service level 0.889, ASA 7.8 s,
+14 agents): probability of waiting 0.174, service level 0.888, ASA 7.8 s,
 occupancy 0.714.
 """
 
@@ -42,7 +42,9 @@ def probability_of_waiting(agents: int, traffic: float) -> float:
     return agents * blocking / (agents - traffic * (1.0 - blocking))
 
 
-def service_level(agents: int, traffic: float, handle_seconds: float, target_seconds: float) -> float:
+def service_level(
+    agents: int, traffic: float, handle_seconds: float, target_seconds: float
+) -> float:
     """Share of contacts answered within ``target_seconds``."""
     if agents <= traffic:
         return 0.0
@@ -93,7 +95,9 @@ class ErlangResult:
     occupancy: float
 
 
-def evaluate(agents: int, traffic: float, handle_seconds: float, target_seconds: float) -> ErlangResult:
+def evaluate(
+    agents: int, traffic: float, handle_seconds: float, target_seconds: float
+) -> ErlangResult:
     """All Erlang C figures for one staffing level."""
     return ErlangResult(
         agents=agents,
