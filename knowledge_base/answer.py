@@ -42,10 +42,10 @@ from knowledge_base.search import (
     normalize_language,
 )
 
-W_REL = 3.0
-W_MARGIN = 2.2
-W_COVERAGE = 2.6
-BIAS = -3.6
+W_REL = 0.8
+W_MARGIN = 6.1
+W_COVERAGE = 1.4
+BIAS = -2.1
 
 THRESHOLDS = {"sms": 0.6, "voice": 0.65, "chat": 0.45, "email": 0.5, "web": 0.4}
 
