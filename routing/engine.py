@@ -1003,6 +1003,10 @@ class Router:
             if item.state == WAITING and (queue_id is None or item.queue_id == queue_id)
         )
 
+    def waiting_total(self) -> int:
+        """How many items wait in all queues (from the index counters, no scan of items)."""
+        return sum(self._item_key_live.values())
+
     def items_of(self, agent_id: str) -> list[str]:
         """Ids of the items an agent holds (offered or assigned), sorted."""
         self._agent(agent_id)
