@@ -33,8 +33,8 @@ from pathlib import Path
 from rank_bm25 import BM25Okapi
 
 from knowledge_base import Article, KnowledgeBase, SearchIndex, load_demo_articles
-from knowledge_base.answer import W_COVERAGE, W_MARGIN, W_REL, confidence_features
 from knowledge_base.answer import BIAS as W_BIAS
+from knowledge_base.answer import W_COVERAGE, W_MARGIN, W_REL, confidence_features
 
 QUESTIONS_PATH = Path(__file__).parent / "data" / "kb_questions.jsonl"
 
@@ -90,8 +90,7 @@ def quality(articles: list[Article], questions: list[dict]) -> tuple[dict, dict,
         ours.append(_dedupe_groups([h.article_id for h in result.hits], group_of))
 
     corpus = [
-        " ".join([a.title, a.summary, " ".join(a.tags), a.body]).lower().split()
-        for a in articles
+        " ".join([a.title, a.summary, " ".join(a.tags), a.body]).lower().split() for a in articles
     ]
     bm25 = BM25Okapi(corpus)
     theirs: list[list[str]] = []
@@ -100,7 +99,8 @@ def quality(articles: list[Article], questions: list[dict]) -> tuple[dict, dict,
         order = sorted(range(len(articles)), key=lambda i: -scores[i])
         order = [i for i in order if scores[i] > 0]
         theirs.append(_dedupe_groups([articles[i].id for i in order], group_of))
-    return _metrics(ours, labels), _metrics(theirs, labels), list(zip(results, labels, ours))
+    rows = list(zip(results, labels, ours, strict=True))
+    return _metrics(ours, labels), _metrics(theirs, labels), rows
 
 
 def calibration_table(rows: list, group_of: dict[str, str]) -> None:
@@ -137,7 +137,8 @@ def calibration_table(rows: list, group_of: dict[str, str]) -> None:
             ps = bins[b]
             mean_p = sum(p for p, _ in ps) / len(ps)
             acc = sum(y for _, y in ps) / len(ps)
-            log(f"    [{b / 5:.1f}-{(b + 1) / 5:.1f}) n={len(ps):3d} conf={mean_p:.2f} acc={acc:.2f}")
+            span = f"[{b / 5:.1f}-{(b + 1) / 5:.1f})"
+            log(f"    {span} n={len(ps):3d} conf={mean_p:.2f} acc={acc:.2f}")
 
 
 def synthetic_articles(base: list[Article], n: int, seed: int = 7) -> list[Article]:

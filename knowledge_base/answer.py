@@ -178,7 +178,13 @@ class KnowledgeBase:
                 best_hit.setdefault(hit.article_id, hit)
         ranked = sorted(totals, key=lambda a: (-totals[a], a))[:limit]
         return [
-            Hit(a, best_hit[a].version, round(totals[a], 6), best_hit[a].snippet,
-                best_hit[a].language, best_hit[a].title)
+            Hit(
+                a,
+                best_hit[a].version,
+                round(totals[a], 6),
+                best_hit[a].snippet,
+                best_hit[a].language,
+                best_hit[a].title,
+            )
             for a in ranked
         ]

@@ -21,8 +21,20 @@ from knowledge_base.models import CHANNELS, LANGUAGES, STATUSES, Article
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _KNOWN = {
-    "id", "title", "body", "language", "tags", "translation_of", "translation_group",
-    "summary", "topic", "department", "status", "version", "review_by", "channel_overrides",
+    "id",
+    "title",
+    "body",
+    "language",
+    "tags",
+    "translation_of",
+    "translation_group",
+    "summary",
+    "topic",
+    "department",
+    "status",
+    "version",
+    "review_by",
+    "channel_overrides",
 }
 
 
@@ -169,6 +181,4 @@ def article_to_dict(article: Article) -> dict:
 
 def export_jsonl(articles: Iterable[Article]) -> str:
     """JSONL text that ``parse_jsonl`` reads back to equal articles."""
-    return "".join(
-        json.dumps(article_to_dict(a), ensure_ascii=False) + "\n" for a in articles
-    )
+    return "".join(json.dumps(article_to_dict(a), ensure_ascii=False) + "\n" for a in articles)

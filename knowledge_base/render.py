@@ -50,37 +50,107 @@ _GSM7_COST = {ch: 1 for ch in GSM7_BASIC} | {ch: 2 for ch in GSM7_EXTENSION}
 
 _SMART = str.maketrans(
     {
-        "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-",
-        "\u2014": "-", "\u2026": "...", "\u00a0": " ", "\u2022": "-", "\u00b7": "-",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+        "\u2022": "-",
+        "\u00b7": "-",
     }
 )
 
 ALLOWED_TAGS = {
-    "p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "a", "h2", "h3", "h4",
-    "blockquote", "code", "hr",
+    "p",
+    "br",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "h2",
+    "h3",
+    "h4",
+    "blockquote",
+    "code",
+    "hr",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
 ALLOWED_URL_SCHEMES = {"http", "https", "mailto", "tel"}
 
 _LABELS = {
-    "en": {"more": "More:", "read": "Read the full article", "site": "the City website",
-           "dollars": "dollars", "cents": "cents", "and": "and", "percent": "percent",
-           "to": "to", "more_site": "More details are on the City website.",
-           "online": "View this article online"},
-    "es": {"more": "Más:", "read": "Lea el artículo completo",
-           "site": "el sitio web de la Ciudad", "dollars": "dólares", "cents": "centavos",
-           "and": "y", "percent": "por ciento", "to": "a",
-           "more_site": "Hay más detalles en el sitio web de la Ciudad.",
-           "online": "Ver este artículo en línea"},
-    "zh": {"more": "详情:", "read": "阅读全文", "site": "市政府网站", "dollars": "美元",
-           "cents": "美分", "and": "", "percent": "%", "to": "至",
-           "more_site": "详情请见市政府网站。", "online": "在线阅读本文"},
+    "en": {
+        "more": "More:",
+        "read": "Read the full article",
+        "site": "the City website",
+        "dollars": "dollars",
+        "cents": "cents",
+        "and": "and",
+        "percent": "percent",
+        "to": "to",
+        "more_site": "More details are on the City website.",
+        "online": "View this article online",
+    },
+    "es": {
+        "more": "Más:",
+        "read": "Lea el artículo completo",
+        "site": "el sitio web de la Ciudad",
+        "dollars": "dólares",
+        "cents": "centavos",
+        "and": "y",
+        "percent": "por ciento",
+        "to": "a",
+        "more_site": "Hay más detalles en el sitio web de la Ciudad.",
+        "online": "Ver este artículo en línea",
+    },
+    "zh": {
+        "more": "详情:",
+        "read": "阅读全文",
+        "site": "市政府网站",
+        "dollars": "美元",
+        "cents": "美分",
+        "and": "",
+        "percent": "%",
+        "to": "至",
+        "more_site": "详情请见市政府网站。",
+        "online": "在线阅读本文",
+    },
 }
 _MONTHS = {
-    "en": ["January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"],
-    "es": ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
-           "septiembre", "octubre", "noviembre", "diciembre"],
+    "en": [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ],
+    "es": [
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ],
 }
 
 
@@ -274,8 +344,14 @@ def render_sms(article: Article, base_url: str) -> Rendering:
     body = _truncate_to_fit(source, lang, lambda t: _fits(t + suffix, SMS_MAX_SEGMENTS))
     text = (body + suffix).strip()
     encoding, segments = sms_segments(text)
-    return Rendering("sms", text, segments=segments, encoding=encoding,
-                     article_id=article.id, version=article.version)
+    return Rendering(
+        "sms",
+        text,
+        segments=segments,
+        encoding=encoding,
+        article_id=article.id,
+        version=article.version,
+    )
 
 
 _URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>()]+[^\s<>().,;:!?]", re.I)
@@ -286,8 +362,9 @@ _MONEY_RE = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?")
 _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s?%")
 _DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
 _ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
-_RANGE_RE = re.compile(r"(?<=\w)\s?[\u2013\u2014]\s?(?=\w)|(?<=\d)\s?-\s?(?=\d{1,2}\s?(?:[ap]\.?m))",
-                       re.I)
+_RANGE_RE = re.compile(
+    r"(?<=\w)\s?[\u2013\u2014]\s?(?=\w)|(?<=\d)\s?-\s?(?=\d{1,2}\s?(?:[ap]\.?m))", re.I
+)
 _MARKUP_RE = re.compile(r"[*_`#>|~\[\]]+")
 
 
@@ -377,11 +454,14 @@ def _render_html(article: Article, base_url: str, channel: str) -> Rendering:
             f"<h2>{title}</h2>\n{body_html}\n"
             f'<p><a href="{nh3.clean_text(url)}">{lab["online"]}</a></p>'
         )
-        text = f"{article.title}\n\n{plain_text(source, article.language)}\n\n{lab['online']}: {url}"
+        text = (
+            f"{article.title}\n\n{plain_text(source, article.language)}\n\n{lab['online']}: {url}"
+        )
     else:
         text = plain_text(source, article.language)
-    return Rendering(channel, text, html=sanitize_html(body_html),
-                     article_id=article.id, version=article.version)
+    return Rendering(
+        channel, text, html=sanitize_html(body_html), article_id=article.id, version=article.version
+    )
 
 
 def render(article: Article, channel: str, base_url: str) -> Rendering:

@@ -439,10 +439,7 @@ class SearchIndex:
                 for qt in terms
                 if qt.source >= 0 and docid in idx.postings.get(qt.term, {})
             }
-            syn_hit = any(
-                qt.source < 0 and docid in idx.postings.get(qt.term, {}) for qt in terms
-            )
+            syn_hit = any(qt.source < 0 and docid in idx.postings.get(qt.term, {}) for qt in terms)
             covered = len(matched) + (1 if syn_hit and len(matched) < words_total else 0)
             coverage.append(min(covered / words_total, 1.0) if words_total else 0.0)
         return SearchResult(hits, lang, terms, words_total, max_score, coverage)
-

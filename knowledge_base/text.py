@@ -174,8 +174,15 @@ SYNONYMS: dict[str, list[list[str]]] = {
     "es": [
         ["ssn", "numero de seguro social", "tarjeta de seguro social"],
         ["dmv", "licencia de conducir", "licencia de manejo", "vehiculos motorizados"],
-        ["snap", "cupones de alimentos", "estampillas de comida", "ebt", "ayuda alimentaria",
-         "beneficios de alimentos", "food stamps"],
+        [
+            "snap",
+            "cupones de alimentos",
+            "estampillas de comida",
+            "ebt",
+            "ayuda alimentaria",
+            "beneficios de alimentos",
+            "food stamps",
+        ],
         ["311", "linea de la ciudad"],
         ["desempleo", "me despidieron", "perdi mi trabajo", "sin trabajo"],
         ["basura", "desechos", "residuos", "recoleccion"],
