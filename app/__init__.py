@@ -33,7 +33,7 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     limiter.init_app(app)
     socketio.init_app(
         app,
-        message_queue=app.config.get("REDIS_URL"),
+        message_queue=app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL")),
         async_mode="threading",
         cors_allowed_origins=app.config.get("SOCKETIO_CORS_ORIGINS", "*"),
         logger=False,

@@ -72,13 +72,10 @@ class SupervisorNamespace(Namespace):
         return True
 
 
-_registered = False
+NAMESPACES: list[Namespace] = [AgentNamespace("/agent"), SupervisorNamespace("/supervisor")]
 
 
 def register(socketio) -> None:
-    global _registered
-    if _registered:
-        return
-    socketio.on_namespace(AgentNamespace("/agent"))
-    socketio.on_namespace(SupervisorNamespace("/supervisor"))
-    _registered = True
+    """Bind the namespaces to the server that ``init_app`` just created."""
+    for namespace in NAMESPACES:
+        socketio.on_namespace(namespace)

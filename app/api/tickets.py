@@ -73,9 +73,8 @@ def get_ticket(ref):
     citizens.audit(current_user(), "citizen.read", "citizen", ticket.citizen_id,
                    {"via": "ticket", "ticket": ticket.reference})
     db.session.commit()
-    data = TicketDetail().dump(ticket)
-    data["timeline"] = TicketDetail().fields["timeline"].serialize("t", {"t": timeline})
-    return data
+    ticket.timeline = timeline  # a plain attribute for the response schema
+    return ticket
 
 
 @bp.patch("/tickets/<ref>")

@@ -1,0 +1,187 @@
+"""Platform: config, migrations, jobs, realtime, health, metrics, CLI, outbound basics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Interaction, Outbox, Queue, User
+from app.services.intake import intake
+from channels.base import InboundMessage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_production_refuses_to_start_without_a_real_secret(monkeypatch):
+    from app import create_app
+    from app.config import ConfigError, ProductionConfig
+
+    class Prod(ProductionConfig):
+        SECRET_KEY = "civicline-dev-key-change-me"
+
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app(Prod)
+
+
+def test_migrations_have_one_head_and_match_the_models(app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from flask_migrate import Config as _unused  # noqa: F401
+
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "migrations" / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    assert len(ScriptDirectory.from_config(cfg).get_heads()) == 1
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                     "render_as_batch": True})
+        diff = compare_metadata(ctx, db.metadata)
+    assert diff == []
+
+
+def test_healthz_and_metrics(client, seeded):
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json["checks"]["database"] == "ok"
+    intake(InboundMessage(channel="sms", provider_id="SM1", sender="+15555550500", text="x"),
+           follow_up=False)
+    m = client.get("/metrics")
+    assert m.status_code == 200
+    assert 'civicline_inbound_messages_total{channel="sms",duplicate="false"}' in m.text
+
+
+def test_cli_users_create_and_seed_is_idempotent(runner, app):
+    r = runner.invoke(args=["users", "create", "--email", "Sup@Example.org", "--role",
+                            "supervisor", "--password", "long-enough-pw"])
+    assert r.exit_code == 0, r.output
+    user = db.session.scalar(sa.select(User).where(User.email == "sup@example.org"))
+    assert user.role == "supervisor" and user.check_password("long-enough-pw")
+    r = runner.invoke(args=["users", "create", "--email", "a@b.org", "--password", "short"])
+    assert r.exit_code != 0 and "8 characters" in r.output
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    counts = db.session.scalar(sa.select(sa.func.count()).select_from(Queue))
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Queue)) == counts >= 5
+
+
+def test_worker_command(runner, app):
+    """With Redis the worker serves the queues; without it, it says why none is needed."""
+    r = runner.invoke(args=["worker", "--burst"])
+    if app.config.get("REDIS_URL"):
+        assert r.exit_code == 0 and "worker serving inbound" in r.output
+    else:
+        assert r.exit_code != 0 and "REDIS_URL" in r.output
+    bad = runner.invoke(args=["worker", "--queues", "nope"])
+    assert bad.exit_code != 0
+
+
+def test_jobs_retry_transient_failures_then_succeed(app, run_jobs):
+    from app import jobs
+    from tests.integration import job_fixtures
+
+    job_fixtures.CALLS.clear()
+    jobs.enqueue(job_fixtures.flaky, "k1", 2)
+    run_jobs()
+    from app.extensions import redis_store
+
+    if redis_store.client is not None:
+        calls = [c.decode() for c in redis_store.client.lrange("test:flaky:calls", 0, -1)]
+    else:
+        calls = job_fixtures.CALLS
+    assert calls == ["k1", "k1", "k1"]
+
+
+def test_realtime_event_reaches_agent_console(app, live_server, make_user):
+    """A real Socket.IO client connected to a real server gets intake's events."""
+    import threading
+
+    import socketio as sio
+
+    from app.auth import issue_token
+
+    agent = make_user(role="supervisor")
+    token = issue_token(agent)
+    received: dict[str, dict] = {}
+    got = threading.Event()
+    client = sio.Client(reconnection=False)
+
+    @client.on("interaction.created", namespace="/agent")
+    def _on_interaction(data):
+        received["interaction.created"] = data
+        got.set()
+
+    @client.on("ticket.created", namespace="/agent")
+    def _on_ticket(data):
+        received["ticket.created"] = data
+
+    client.connect(live_server, namespaces=["/agent"], auth={"token": token},
+                   transports=["websocket"], wait_timeout=10)
+    try:
+        intake(InboundMessage(channel="sms", provider_id="SM1", sender="+15555550600",
+                              text="new here"), follow_up=False)
+        assert got.wait(10), "no realtime event arrived"
+        assert received["interaction.created"]["interaction"]["text"] == "new here"
+        assert received["ticket.created"]["channel"] == "sms"
+    finally:
+        client.disconnect()
+    refused = sio.Client(reconnection=False)
+    with pytest.raises(sio.exceptions.ConnectionError):
+        refused.connect(live_server, namespaces=["/agent"], auth={"token": "bad"},
+                        transports=["websocket"], wait_timeout=5)
+
+
+def test_outbound_reply_is_delivered_to_simulator_outbox(app, run_jobs):
+    from app.models import Ticket
+    from app.services import outbound
+
+    r = intake(InboundMessage(channel="sms", provider_id="SM1", sender="+15555550700",
+                              text="hi"), follow_up=False)
+    ticket = db.session.get(Ticket, r.ticket_id)
+    reply = outbound.queue_message(ticket, "sms", "Hello from the city")
+    assert reply.delivery_status == "queued"
+    run_jobs()
+    db.session.expire_all()
+    row = db.session.scalar(sa.select(Outbox))
+    assert row.status == "sent" and row.simulated and row.attempts == 1
+    assert db.session.get(Interaction, reply.id).delivery_status == "delivered"
+    # Running the job again does not send twice.
+    outbound.deliver(row.id)
+    db.session.expire_all()
+    assert db.session.get(Outbox, row.id).attempts == 1
+
+
+def test_opted_out_number_is_refused_and_failure_falls_back(app, run_jobs):
+    from app.models import ContactPoint, Ticket
+    from app.services import Invalid, outbound
+    from channels.base import PermanentDeliveryError
+
+    r = intake(InboundMessage(channel="sms", provider_id="SM1", sender="+15555550800",
+                              text="hi"), follow_up=False)
+    ticket = db.session.get(Ticket, r.ticket_id)
+    db.session.add(ContactPoint(citizen_id=r.citizen_id, kind="email", value="r@example.org"))
+    db.session.commit()
+
+    def failing_sender(_app):
+        def send(message):
+            raise PermanentDeliveryError("unsubscribed", code="21610", opted_out=True)
+        return send
+
+    outbound.register_sender("sms", failing_sender)
+    try:
+        outbound.queue_message(ticket, "sms", "Your answer")
+        run_jobs()
+    finally:
+        outbound._SENDERS.pop("sms", None)
+    db.session.expire_all()
+    rows = db.session.scalars(sa.select(Outbox).order_by(Outbox.id)).all()
+    assert [(o.channel, o.status) for o in rows] == [("sms", "failed"), ("email", "sent")]
+    assert rows[1].fallback_of_id == rows[0].id
+    point = db.session.scalar(sa.select(ContactPoint).where(ContactPoint.kind == "phone"))
+    assert point.opted_out
+    with pytest.raises(Invalid) as err:
+        outbound.queue_message(ticket, "sms", "again")
+    assert err.value.code == "opted_out"
