@@ -143,7 +143,9 @@ class Router:
     ``offer_timeout_seconds`` (per channel or one number), ``max_missed_offers``,
     ``aging_seconds`` (waiting time worth one priority class), ``wrap_up_seconds`` (per
     channel default, overridden per agent), ``auto_accept_channels``,
-    ``reoffer_after_seconds`` (how long a declining or missing agent is skipped).
+    ``reoffer_after_seconds`` (how long a declining or missing agent is skipped),
+    ``languages`` (languages the center serves, besides those agents and queues name;
+    an item in a language nobody knows is refused with ``UnknownSkill``).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class Router:
         wrap_up_seconds: Mapping[str, float] | None = None,
         auto_accept_channels: Iterable[str] = (),
         reoffer_after_seconds: float = 120.0,
+        languages: Iterable[str] = (),
         next_offer_number: int = 1,
     ) -> None:
         if isinstance(offer_timeout_seconds, Mapping):
@@ -202,7 +205,7 @@ class Router:
         self._callback_timers: list[tuple[float, int, str, int]] = []
         self._wrap_timers: list[tuple[float, str, int]] = []
         self._retry_timers: list[tuple[float, int, str, int]] = []
-        self.known_languages: set[str] = set()
+        self.known_languages: set[str] = set(languages)
         self.known_topics: set[str] = set()
 
     # ------------------------------------------------------------------ set-up
