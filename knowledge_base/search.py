@@ -48,6 +48,7 @@ from knowledge_base.models import Article
 from knowledge_base.text import (
     SUPPORTED_LANGUAGES,
     analyze,
+    bridge_to_english,
     clean_query,
     detect_language,
     is_han,
@@ -356,9 +357,12 @@ class SearchIndex:
         cleaned = validate_query(query)
         language = normalize_language(lang) or self.detect_language(cleaned)
         result = self._search_in(cleaned, language, limit)
-        if not result.hits and language != "en" and "en" in self._langs:
-            fallback = self._search_in(cleaned, "en", limit)
-            if fallback.hits:
+        weak = not result.hits or (result.coverage and result.coverage[0] < 0.5)
+        if weak and language != "en" and "en" in self._langs:
+            bridged = bridge_to_english(cleaned) if language == "es" else ""
+            fallback = self._search_in(bridged or cleaned, "en", limit)
+            strong = fallback.hits and fallback.coverage and fallback.coverage[0] >= 0.5
+            if fallback.hits and (not result.hits or (bridged and strong)):
                 fallback.language = language
                 return fallback
         return result

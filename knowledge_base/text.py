@@ -15,6 +15,9 @@ Decisions:
 - Synonyms are phrase groups per language for government jargon (SSN, DMV, SNAP/EBT/food
   stamps, 311, ...). They are applied to queries only (query expansion), never baked into
   the index, so editors can change the list without re-indexing.
+- Spanish questions about articles that exist only in English are bridged: a small
+  Spanish-to-English glossary (``BRIDGE_ES_EN``) turns the concepts they mention into an
+  English query, used when the Spanish index answers weakly.
 - Language detection for queries is a heuristic: any Han characters -> zh; otherwise
   Spanish marker words and accented letters against English marker words. The search
   index breaks ties with its own vocabulary (see ``SearchIndex.detect_language``).
@@ -240,3 +243,34 @@ def synonym_expansions(query: str, lang: str) -> list[str]:
         if present:
             out.extend(" ".join(p) for p in group if p not in present)
     return out
+
+
+# Spanish phrases -> English query words, for questions about articles that exist only in
+# English: when the Spanish index answers weakly, the English index is searched with these.
+BRIDGE_ES_EN: list[tuple[list[str], str]] = [
+    (["licencia de conducir", "licencia de manejo", "dmv", "vehiculos"], "driver license DMV"),
+    (["ruido", "musica alta", "ladra", "ladridos", "fiesta", "vecinos"], "noise complaint"),
+    (["licencia comercial", "negocio", "empresa"], "business license"),
+    (["biblioteca", "libros"], "library card"),
+    (["311", "telefono de la ciudad", "numero de la ciudad"], "311 contact city"),
+    (
+        ["permiso de construccion", "permiso de obra", "remodelacion", "construir"],
+        "building permit",
+    ),
+    (["pagar impuesto", "pago del impuesto", "pagar el impuesto"], "pay property tax"),
+    (["pasaporte urgente", "pasaporte rapido", "urgente", "viajo"], "expedited passport"),
+    (["renta", "alquiler", "desalojo", "desalojar", "casero"], "rent eviction"),
+    (["seguro social"], "social security card"),
+    (["vacuna", "clinica", "gripe"], "clinic vaccine"),
+]
+
+
+def bridge_to_english(query: str) -> str:
+    """English words for the Spanish concepts a query mentions ("" when none)."""
+    tokens = words(query)
+    out = [
+        en
+        for phrases, en in BRIDGE_ES_EN
+        if any(_contains(tokens, _phrase_tokens(p)) for p in phrases)
+    ]
+    return " ".join(out)

@@ -109,3 +109,10 @@ def test_upsert_and_remove_update_search():
 def test_drafts_are_not_searchable():
     draft = Article(id="d", title="Secret plan", body="Not yet.", status="draft")
     assert SearchIndex.build([draft]).search("secret") == []
+
+
+def test_spanish_question_about_english_only_article_is_bridged(kb):
+    # No Spanish noise article exists: the English one is better than a wrong Spanish one.
+    assert top(kb, "queja por ruido de los vecinos") == "noise-complaint"
+    answer = kb.answer("queja por ruido de los vecinos", "chat", "es")
+    assert answer.article.id == "noise-complaint" and answer.language == "es"
