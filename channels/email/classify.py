@@ -143,7 +143,11 @@ def bounce_details(msg: EmailMessage, body_text: str) -> dict[str, Any]:
             headers = _original_headers(part)
             if headers is not None and headers.get("Message-ID"):
                 details["original_message_id"] = normalize_message_id(str(headers["Message-ID"]))
-    _fill_from_text(body_text, details)
+    failed = decode_header_value(msg.get("X-Failed-Recipients", ""))
+    if details["recipient"] is None and "@" in failed:
+        details["recipient"] = failed.split(",")[0].strip().strip("<>").lower()
+    # Unfold indented continuation lines so a wrapped diagnostic reads as one line.
+    _fill_from_text(re.sub(r"\n[ \t]+", " ", body_text), details)
     if details["action"] is None:
         status = details["status"] or ""
         details["action"] = _ACTIONS.get(status[:1], "failed")

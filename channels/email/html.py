@@ -32,6 +32,7 @@ DROPPED_WITH_CONTENT = frozenset({
     "script", "style", "title", "head", "noscript", "template", "iframe", "object",
     "embed", "svg", "math", "frameset", "applet", "xml",
 })
+_IMG_WITHOUT_SRC = re.compile(r"<img(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE)
 _LINK_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 _IMAGE_SCHEMES = ("http://", "https://")
 
@@ -60,6 +61,8 @@ def sanitize_html(html: str) -> str:
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     )
+    # An image whose source was removed is an empty box; drop it.
+    cleaned = _IMG_WITHOUT_SRC.sub("", cleaned)
     return cleaned.strip()
 
 

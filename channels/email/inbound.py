@@ -37,6 +37,7 @@ _SIGNATURE_PARTS = {
     "application/pgp-signature", "application/pkcs7-signature",
     "application/x-pkcs7-signature",
 }
+_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|rv|wg|tr)\s*:", re.IGNORECASE)
 _HEADER_DOCS = ("text/rfc822-headers", "message/rfc822-headers")
 
 
@@ -60,14 +61,8 @@ def parse(
         raise ParseError(f"unreadable email message: {exc}") from exc
 
     headers = _RawHeaders(msg)
-    from_list = _addresses(headers.get("From") or headers.get("Sender"))
-    if not from_list:
-        from_list = _addresses(headers.get("Return-Path"))
-    if not from_list:
-        raise ParseError("the message has no sender address")
-    sender_name, sender = from_list[0]
+    sender_name, sender = _sender(headers)
     to_list = [addr for _, addr in _addresses(headers.get("To"))]
-    cc_list = [addr for _, addr in _addresses(headers.get("Cc"))]
     recipient = (to_list or [None])[0] or _first_address(
         headers.get("Delivered-To") or headers.get("X-Original-To")
     )
@@ -80,15 +75,63 @@ def parse(
     full_text = "\n\n".join(t for t in body.plain if t.strip()).strip()
     if not full_text and html:
         full_text = html_to_text(html)
-    text = latest_reply(full_text)
 
-    metadata: dict[str, Any] = {"to": to_list, "cc": cc_list}
+    metadata = _metadata(headers, body, sender, to_list, subject or "", full_text)
     message_id = normalize_message_id(decode_header_value(headers.get("Message-ID")))
     if message_id:
         metadata["provider_id_source"] = "message-id"
     else:
         message_id = _content_hash_id(raw)
         metadata["provider_id_source"] = "content-hash"
+    _classify(msg, headers, metadata, sender, sender_name, subject or "", full_text)
+
+    ref = TICKET_REF.search(subject or "")
+    language = decode_header_value(headers.get("Content-Language")).split(",")[0].strip()
+    return InboundMessage(
+        channel="email",
+        provider_id=message_id,
+        sender=sender,
+        sender_name=sender_name,
+        recipient=recipient,
+        subject=subject,
+        text=latest_reply(full_text),
+        full_text=full_text,
+        html=html,
+        language=language.lower() or None,
+        attachments=body.attachments,
+        thread_keys={
+            "in_reply_to": normalize_message_id(decode_header_value(headers.get("In-Reply-To"))),
+            "references": message_ids(decode_header_value(headers.get("References"))),
+            "subject_ref": f"CL-{ref.group(1)}-{ref.group(2)}" if ref else None,
+        },
+        metadata=metadata,
+        is_auto_reply="auto_reply_reason" in metadata,
+    )
+
+
+def _sender(headers: _RawHeaders) -> tuple[str | None, str]:
+    """(display name, address) of the author."""
+    from_list = _addresses(headers.get("From"))
+    if not any("@" in addr for _, addr in from_list):
+        # "From: MAILER-DAEMON (Mail Delivery System)": the full address is elsewhere.
+        fallback = _addresses(headers.get("Sender")) or _addresses(headers.get("Return-Path"))
+        if any("@" in addr for _, addr in fallback):
+            name = from_list[0][0] if from_list else None
+            from_list = [(name or fallback[0][0], fallback[0][1])]
+    if not from_list:
+        raise ParseError("the message has no sender address")
+    return from_list[0]
+
+
+def _metadata(
+    headers: _RawHeaders, body: _Body, sender: str, to_list: list[str], subject: str,
+    full_text: str,
+) -> dict[str, Any]:
+    """Channel-specific facts kept on the interaction."""
+    metadata: dict[str, Any] = {
+        "to": to_list,
+        "cc": [addr for _, addr in _addresses(headers.get("Cc"))],
+    }
     reply_to = _first_address(headers.get("Reply-To"))
     if reply_to and reply_to != sender:
         metadata["reply_to"] = reply_to
@@ -101,16 +144,23 @@ def parse(
         metadata["inline_images"] = body.inline_images
     if body.signed:
         metadata["signed"] = True
-    if is_forward(full_text) or re.match(r"^\s*(fwd?|rv|wg|tr)\s*:", subject or "", re.IGNORECASE):
+    if is_forward(full_text) or _FORWARD_SUBJECT.match(subject):
         metadata["forwarded"] = True
+    return metadata
 
-    reason = auto_reply_reason(msg, subject or "", headers.get("Return-Path"))
-    report_type = (msg.get_param("report-type", "", header="content-type") or "")
-    report_type = str(report_type).lower() if msg.get_content_type() == "multipart/report" else ""
-    if report_type:
+
+def _classify(
+    msg: Message, headers: _RawHeaders, metadata: dict[str, Any], sender: str,
+    sender_name: str | None, subject: str, full_text: str,
+) -> None:
+    """Set ``auto_reply_reason``, ``report_type`` and ``bounce`` in ``metadata``."""
+    reason = auto_reply_reason(msg, subject, headers.get("Return-Path"))
+    report_type = ""
+    if msg.get_content_type() == "multipart/report":
+        report_type = str(msg.get_param("report-type", "", header="content-type") or "").lower()
         metadata["report_type"] = report_type
     if report_type in ("delivery-status", "global-delivery-status") or looks_like_bounce(
-        sender, sender_name, subject or ""
+        sender, sender_name, subject
     ):
         metadata["bounce"] = bounce_details(msg, full_text)
         reason = "bounce"
@@ -118,29 +168,6 @@ def parse(
         reason = f"report: {report_type}"
     if reason:
         metadata["auto_reply_reason"] = reason
-
-    ref = TICKET_REF.search(subject or "")
-    language = decode_header_value(headers.get("Content-Language")).split(",")[0].strip()
-    return InboundMessage(
-        channel="email",
-        provider_id=message_id,
-        sender=sender,
-        sender_name=sender_name,
-        recipient=recipient,
-        subject=subject,
-        text=text,
-        full_text=full_text,
-        html=html,
-        language=language.lower() or None,
-        attachments=body.attachments,
-        thread_keys={
-            "in_reply_to": normalize_message_id(decode_header_value(headers.get("In-Reply-To"))),
-            "references": message_ids(decode_header_value(headers.get("References"))),
-            "subject_ref": f"CL-{ref.group(1)}-{ref.group(2)}" if ref else None,
-        },
-        metadata=metadata,
-        is_auto_reply=reason is not None,
-    )
 
 
 class _RawHeaders:
@@ -228,6 +255,9 @@ class _Body:
 
     def walk(self, part: Message) -> None:
         content_type = part.get_content_type()
+        if content_type in ("message/rfc822", "message/global"):
+            self._attach_message(part)
+            return
         if part.is_multipart():
             children = [c for c in part.get_payload() if isinstance(c, Message)]
             if content_type == "multipart/alternative":
@@ -240,9 +270,6 @@ class _Body:
                 self.signed = self.signed or content_type == "multipart/signed"
                 for child in children:
                     self.walk(child)
-            return
-        if content_type in ("message/rfc822", "message/global") or part.is_multipart():
-            self._attach_message(part)
             return
         if content_type in _SIGNATURE_PARTS:
             self.signed = True
