@@ -258,8 +258,8 @@ def _skip_reason(
     if purpose == "survey" and channel == "voice":
         return "surveys are not sent by voice"
     if channel == "chat" and not any(p.verified and not p.opted_out for p in candidates):
-        # A chat contact point is verified while the resident's chat session is open.
-        return "no open chat session"
+        # A chat contact point is verified while the resident's chat window is open.
+        return "no open chat conversation"
     if channel != "email" and not in_hours:
         return "outside the resident's contact hours"
     return None
