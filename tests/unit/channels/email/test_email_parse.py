@@ -5,6 +5,8 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.base import InboundMessage, ParseError
 from channels.email import AttachmentTooLarge, parse
@@ -254,3 +256,26 @@ def test_full_text_keeps_the_quoted_history() -> None:
     msg = parse(_message(body))
     assert msg.text == "Yes."
     assert "old question" in msg.full_text
+
+
+# robustness -----------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    headers=st.binary(max_size=300),
+    body=st.binary(max_size=500),
+    charset=st.sampled_from(["utf-8", "iso-8859-1", "koi8-r", "x-bogus", "iso-2022-jp", ""]),
+)
+def test_arbitrary_bytes_only_ever_raise_parse_error(headers: bytes, body: bytes,
+                                                     charset: str) -> None:
+    raw = (
+        b"From: someone@example.org\n" + headers + b"\nContent-Type: text/plain; charset="
+        + charset.encode() + b"\n\n" + body
+    )
+    try:
+        msg = parse(raw)
+    except ParseError:
+        return
+    shown = msg.text + (msg.subject or "") + (msg.sender_name or "") + (msg.html or "")
+    assert not any("\udc80" <= ch <= "\udcff" for ch in shown)  # no undecoded bytes
