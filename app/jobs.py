@@ -146,12 +146,14 @@ class EmbeddedRunner(JobRunner):
         self._stopping = False
         self._next_schedule: dict[str, float] = {}
         self.failed: list[tuple[str, tuple, str]] = []
+        self._ids: set[str] = set()
 
     def enqueue(self, spec, args, *, delay, job_id, queue) -> str:
         job_id = job_id or uuid.uuid4().hex
         with self._lock:
-            if any(p.job_id == job_id for p in self._heap):
+            if job_id in self._ids:
                 return job_id
+            self._ids.add(job_id)
             run_at = time.monotonic() + (delay or 0)
             heapq.heappush(self._heap, _Pending(run_at, next(self._seq), spec.name, args, job_id))
             self._lock.notify()
@@ -162,7 +164,9 @@ class EmbeddedRunner(JobRunner):
             if not self._heap:
                 return None
             if include_delayed or self._heap[0].run_at <= time.monotonic():
-                return heapq.heappop(self._heap)
+                item = heapq.heappop(self._heap)
+                self._ids.discard(item.job_id)
+                return item
             return None
 
     def _execute(self, item: _Pending) -> None:
@@ -174,6 +178,7 @@ class EmbeddedRunner(JobRunner):
                 delay = spec.retry_intervals[item.attempt]
                 log.warning("job %s failed (%s); retry in %ss", spec.name, exc, delay)
                 with self._lock:
+                    self._ids.add(item.job_id)
                     heapq.heappush(
                         self._heap,
                         _Pending(

@@ -7,6 +7,7 @@ these models and the migrations agree.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -26,6 +27,13 @@ DIRECTIONS = ("inbound", "outbound", "internal")
 AUTHOR_KINDS = ("citizen", "agent", "bot", "system")
 CITIZEN_KINDS = ("individual", "business", "agency", "nonprofit")
 CONTACT_KINDS = ("phone", "email", "chat")
+
+
+REFERENCE_RE = re.compile(r"CL-(\d{4})-(\d{6,})")
+
+
+def ticket_reference(ticket_id: int, year: int) -> str:
+    return f"CL-{year}-{ticket_id:06d}"
 
 
 def utcnow() -> datetime:
@@ -137,11 +145,9 @@ class Citizen(TimestampMixin, db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     contact_points: Mapped[list[ContactPoint]] = relationship(
-        back_populates="citizen", lazy="selectin", order_by="ContactPoint.id"
+        back_populates="citizen", order_by="ContactPoint.id"
     )
-    profile: Mapped[ChannelProfile | None] = relationship(
-        back_populates="citizen", uselist=False, lazy="selectin"
-    )
+    profile: Mapped[ChannelProfile | None] = relationship(back_populates="citizen", uselist=False)
 
 
 class ContactPoint(TimestampMixin, db.Model):
@@ -204,7 +210,6 @@ class Ticket(TimestampMixin, db.Model):
     __tablename__ = "tickets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    reference: Mapped[str | None] = mapped_column(sa.String(20), unique=True)
     citizen_id: Mapped[int] = mapped_column(sa.ForeignKey("citizens.id"), index=True)
     contact_point_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("contact_points.id"), index=True
@@ -228,9 +233,20 @@ class Ticket(TimestampMixin, db.Model):
     self_served: Mapped[bool] = mapped_column(default=False)
     referral: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
-    citizen: Mapped[Citizen] = relationship(lazy="joined")
-    queue: Mapped[Queue | None] = relationship(lazy="joined")
-    assigned_agent: Mapped[User | None] = relationship(lazy="joined")
+    citizen: Mapped[Citizen] = relationship()
+    queue: Mapped[Queue | None] = relationship()
+    assigned_agent: Mapped[User | None] = relationship()
+
+    @property
+    def reference(self) -> str:
+        """The human reference, ``CL-<year>-<number>``: derived from the id, never stored,
+        so creating a ticket costs no extra write."""
+        return ticket_reference(self.id, (self.created_at or utcnow()).year)
+
+    @staticmethod
+    def id_from_reference(reference: str) -> int | None:
+        match = REFERENCE_RE.fullmatch(reference.strip().upper())
+        return int(match.group(2)) if match else None
 
 
 class ThreadKey(db.Model):
@@ -275,7 +291,7 @@ class Interaction(TimestampMixin, db.Model):
     kb_article_id: Mapped[int | None] = mapped_column()
     kb_article_version: Mapped[int | None] = mapped_column()
 
-    author_agent: Mapped[User | None] = relationship(lazy="joined")
+    author_agent: Mapped[User | None] = relationship()
 
 
 class Outbox(TimestampMixin, db.Model):

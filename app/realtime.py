@@ -30,13 +30,31 @@ def emit(event: str, data: dict[str, Any], *, rooms: list[str], namespace: str =
         log.warning("realtime emit of %s failed", event, exc_info=True)
 
 
+_QUEUE_CODES: dict[int, str] = {}
+
+
+def queue_code(queue_id: int | None) -> str | None:
+    """Queue codes never change once created, so a process-wide cache is safe."""
+    if queue_id is None:
+        return None
+    if queue_id not in _QUEUE_CODES:
+        from app.extensions import db
+        from app.models import Queue
+
+        queue = db.session.get(Queue, queue_id)
+        if queue is None:
+            return None
+        _QUEUE_CODES[queue_id] = queue.code
+    return _QUEUE_CODES[queue_id]
+
+
 def ticket_summary(ticket) -> dict[str, Any]:
     return {
         "id": ticket.id,
         "reference": ticket.reference,
         "status": ticket.status,
         "channel": ticket.channel,
-        "queue": ticket.queue.code if ticket.queue else None,
+        "queue": queue_code(ticket.queue_id),
         "subject": ticket.subject,
         "citizen_id": ticket.citizen_id,
         "assigned_agent_id": ticket.assigned_agent_id,
@@ -55,7 +73,7 @@ def interaction_summary(interaction) -> dict[str, Any]:
         "text": interaction.text,
         "subject": interaction.subject,
         "delivery_status": interaction.delivery_status,
-        "created_at": interaction.created_at.isoformat() + "Z",
+        "created_at": (interaction.created_at.isoformat() + "Z") if interaction.created_at else None,
         "kb_article_id": interaction.kb_article_id,
         "kb_article_version": interaction.kb_article_version,
     }
@@ -63,8 +81,9 @@ def interaction_summary(interaction) -> dict[str, Any]:
 
 def ticket_rooms(ticket) -> list[str]:
     rooms = [f"ticket:{ticket.id}", "supervisors"]
-    if ticket.queue is not None:
-        rooms.append(f"queue:{ticket.queue.code}")
+    code = queue_code(ticket.queue_id)
+    if code:
+        rooms.append(f"queue:{code}")
     if ticket.assigned_agent_id:
         rooms.append(f"agent:{ticket.assigned_agent_id}")
     return rooms

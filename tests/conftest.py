@@ -79,6 +79,9 @@ def app(_migrated, config_class):
     app = create_app(config_class)
     with app.app_context():
         _clean(db)
+        from app import realtime
+
+        realtime._QUEUE_CODES.clear()
         if redis_store.client is not None:
             redis_store.client.flushdb()
         yield app

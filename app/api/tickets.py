@@ -51,10 +51,10 @@ def list_tickets(query):
 
 
 def _ticket(ref: str) -> Ticket:
-    stmt = sa.select(Ticket)
-    stmt = stmt.where(Ticket.id == int(ref)) if ref.isdigit() else stmt.where(
-        Ticket.reference == ref)
-    ticket = db.session.scalar(stmt)
+    ticket_id = int(ref) if ref.isdigit() else Ticket.id_from_reference(ref)
+    ticket = db.session.get(Ticket, ticket_id) if ticket_id else None
+    if ticket is not None and not ref.isdigit() and ticket.reference != ref.upper():
+        ticket = None
     if ticket is None:
         abort(404, f"ticket {ref} not found", extra_data={"code": "not_found"})
     return ticket

@@ -59,10 +59,6 @@ class IntakeResult:
     duplicate: bool
 
 
-def ticket_reference(ticket_id: int, year: int) -> str:
-    return f"CL-{year}-{ticket_id:06d}"
-
-
 def store_failed_payload(source: str, body: bytes | str, content_type: str | None,
                          error: str) -> int:
     """Keep a payload that could not be parsed, for inspection; returns its id."""
@@ -93,11 +89,14 @@ def resolve_citizen(channel: str, sender: str, *, name: str | None = None,
         db.session.add(citizen)
         return citizen, None
     kind, value = contact
-    point = db.session.scalar(
-        sa.select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == value)
-    )
+    row = db.session.execute(
+        sa.select(ContactPoint, Citizen)
+        .join(Citizen, Citizen.id == ContactPoint.citizen_id)
+        .where(ContactPoint.kind == kind, ContactPoint.value == value)
+    ).first()
+    point = row[0] if row else None
     if point is not None:
-        citizen = db.session.get(Citizen, point.citizen_id)
+        citizen = row[1]
         seen = set()
         while citizen.merged_into_id and citizen.id not in seen:
             seen.add(citizen.id)
@@ -140,14 +139,16 @@ def find_thread(msg: InboundMessage, citizen: Citizen, point: ContactPoint | Non
             match = REFERENCE_RE.search(msg.subject)
             ref = match.group(0) if match else None
         if ref:
-            ticket = db.session.scalar(sa.select(Ticket).where(Ticket.reference == ref))
-            if ticket is not None:
+            ticket_id = Ticket.id_from_reference(ref)
+            ticket = db.session.get(Ticket, ticket_id) if ticket_id else None
+            if ticket is not None and ticket.reference == ref:
                 return ticket
         return None
     for kind in ("chat_session", "walkin_visit", "call_sid"):
         if keys.get(kind):
             ticket = _ticket_by_thread_key(kind, str(keys[kind]))
             if ticket is not None:
+                ticket.found_by = kind
                 return ticket
     if msg.channel in PHONE_CHANNELS and point is not None:
         return db.session.scalar(
@@ -188,30 +189,28 @@ def _open_ticket(msg: InboundMessage, citizen: Citizen, point: ContactPoint | No
     )
     db.session.add(ticket)
     db.session.flush()
-    ticket.reference = ticket_reference(ticket.id, now.year)
-    if previous is not None:
-        ticket.referral = None
     return ticket
 
 
-def _add_thread_keys(msg: InboundMessage, ticket: Ticket) -> None:
+def _add_thread_keys(msg: InboundMessage, ticket: Ticket, found_by: str | None) -> None:
+    """Record this message's thread keys. A key that found the ticket already exists; an
+    email's own Message-ID is new (intake deduped it), so replies to it thread too."""
     keys = msg.thread_keys or {}
-    wanted: list[tuple[str, str]] = []
     if msg.channel == "email":
-        wanted.append(("email", msg.provider_id))
+        db.session.add(ThreadKey(kind="email", key=msg.provider_id, ticket_id=ticket.id))
     for kind in ("chat_session", "walkin_visit", "call_sid"):
-        if keys.get(kind):
-            wanted.append((kind, str(keys[kind])))
-    for kind, key in wanted:
-        exists = db.session.scalar(
-            sa.select(ThreadKey.id).where(ThreadKey.kind == kind, ThreadKey.key == key)
-        )
-        if exists is None:
-            db.session.add(ThreadKey(kind=kind, key=key, ticket_id=ticket.id))
+        if keys.get(kind) and kind != found_by:
+            exists = db.session.scalar(
+                sa.select(ThreadKey.id).where(ThreadKey.kind == kind, ThreadKey.key == str(keys[kind]))
+            )
+            if exists is None:
+                db.session.add(ThreadKey(kind=kind, key=str(keys[kind]), ticket_id=ticket.id))
 
 
-def _intake_once(msg: InboundMessage) -> IntakeResult:
-    existing = _existing(msg.channel, msg.provider_id)
+def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
+    # Replays are rare (about 2% of webhooks), so the first try relies on the unique
+    # constraint alone and only a conflict pays for the look-up.
+    existing = _existing(msg.channel, msg.provider_id) if check_first else None
     if existing is not None:
         ticket = db.session.get(Ticket, existing.ticket_id)
         return IntakeResult(existing.id, existing.ticket_id, existing.citizen_id or 0,
@@ -251,18 +250,28 @@ def _intake_once(msg: InboundMessage) -> IntakeResult:
         created_at=msg.received_at or utcnow(),
     )
     db.session.add(interaction)
-    _add_thread_keys(msg, ticket)
+    _add_thread_keys(msg, ticket, None if created else getattr(ticket, "found_by", None))
     db.session.flush()
     result = IntakeResult(interaction.id, ticket.id, citizen.id, ticket.reference, created, False)
+    # Build the realtime payloads now, from memory, so announcing costs no queries.
+    from app import realtime
+
+    payload = {"ticket": realtime.ticket_summary(ticket),
+               "interaction": realtime.interaction_summary(interaction),
+               "rooms": realtime.ticket_rooms(ticket)}
     db.session.commit()
+    _PAYLOADS[result.interaction_id] = payload
     return result
+
+
+_PAYLOADS: dict[int, dict] = {}
 
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
     """Persist one inbound message (idempotently), then announce it and queue follow-ups."""
     for attempt in range(4):
         try:
-            result = _intake_once(msg)
+            result = _intake_once(msg, check_first=attempt > 0)
             break
         except IntegrityError:
             # A concurrent copy of this webhook, or a concurrent first message from the
@@ -284,16 +293,10 @@ def announce(result: IntakeResult) -> None:
     """Tell connected consoles about a new interaction (and a new ticket)."""
     from app import realtime
 
-    if current_app.config.get("REALTIME_DISABLED"):
+    payload = _PAYLOADS.pop(result.interaction_id, None)
+    if current_app.config.get("REALTIME_DISABLED") or payload is None:
         return
-    ticket = db.session.get(Ticket, result.ticket_id)
-    interaction = db.session.get(Interaction, result.interaction_id)
-    rooms = realtime.ticket_rooms(ticket)
+    rooms = payload.pop("rooms")
     if result.created_ticket:
-        realtime.emit("ticket.created", realtime.ticket_summary(ticket), rooms=rooms)
-    realtime.emit(
-        "interaction.created",
-        {"ticket": realtime.ticket_summary(ticket),
-         "interaction": realtime.interaction_summary(interaction)},
-        rooms=rooms,
-    )
+        realtime.emit("ticket.created", payload["ticket"], rooms=rooms)
+    realtime.emit("interaction.created", payload, rooms=rooms)

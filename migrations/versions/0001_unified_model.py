@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 22:22:59.694408
+Create Date: 2026-11-27 22:29:34.429658
 
 """
 from alembic import op
@@ -212,7 +212,6 @@ def upgrade():
 
     op.create_table('tickets',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('reference', sa.String(length=20), nullable=True),
     sa.Column('citizen_id', sa.Integer(), nullable=False),
     sa.Column('contact_point_id', sa.Integer(), nullable=True),
     sa.Column('subject', sa.String(length=300), nullable=False),
@@ -238,8 +237,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['citizen_id'], ['citizens.id'], name=op.f('fk_tickets_citizen_id_citizens')),
     sa.ForeignKeyConstraint(['contact_point_id'], ['contact_points.id'], name=op.f('fk_tickets_contact_point_id_contact_points')),
     sa.ForeignKeyConstraint(['queue_id'], ['queues.id'], name=op.f('fk_tickets_queue_id_queues')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets')),
-    sa.UniqueConstraint('reference', name=op.f('uq_tickets_reference'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tickets'))
     )
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tickets_assigned_agent_id'), ['assigned_agent_id'], unique=False)
