@@ -200,3 +200,27 @@ class AgentOut(Schema):
 
 class AgentList(Schema):
     items = List(Nested(AgentOut))
+
+
+class ReplyIn(Schema):
+    text = String(required=True, validate=Length(1, 10_000))
+    channel = String(validate=OneOf(["sms", "email", "chat"]))
+    kb_article_id = Integer()
+    kb_version = Integer()
+
+
+class NoteIn(Schema):
+    text = String(required=True, validate=Length(1, 10_000))
+
+
+class ReplyOption(Schema):
+    channel = String()
+    address = String()
+    available = Boolean()
+    note = String()
+
+
+class ReplyOptionsOut(Schema):
+    default = String(allow_none=True)
+    reason = String()
+    options = List(Nested(ReplyOption))

@@ -6,7 +6,17 @@ import sqlalchemy as sa
 from apiflask import abort
 
 from app.api import bp
-from app.api.schemas import TicketDetail, TicketOut, TicketPage, TicketQuery, TicketUpdate
+from app.api.schemas import (
+    InteractionOut,
+    NoteIn,
+    ReplyIn,
+    ReplyOptionsOut,
+    TicketDetail,
+    TicketOut,
+    TicketPage,
+    TicketQuery,
+    TicketUpdate,
+)
 from app.auth import current_user, token_auth
 from app.extensions import db
 from app.models import Interaction, Queue, Ticket
@@ -86,3 +96,39 @@ def update_ticket(ref, body):
     from app.services import tickets as ticket_service
 
     return ticket_service.update(_ticket(ref), body, current_user())
+
+
+@bp.get("/tickets/<ref>/reply-options")
+@bp.auth_required(token_auth, roles=["agent"])
+@bp.output(ReplyOptionsOut)
+def reply_options(ref):
+    """Called by the console's composer: the default reply channel, why, and the others."""
+    from app.services import replies
+
+    return replies.reply_options(_ticket(ref))
+
+
+@bp.post("/tickets/<ref>/reply")
+@bp.auth_required(token_auth, roles=["agent"])
+@bp.input(ReplyIn, arg_name="body")
+@bp.output(InteractionOut, status_code=201)
+def reply(ref, body):
+    """Called by an agent sending a reply to the resident."""
+    from app.services import replies
+
+    kb = None
+    if body.get("kb_article_id") and body.get("kb_version"):
+        kb = (body["kb_article_id"], body["kb_version"])
+    return replies.reply(_ticket(ref), current_user(), body["text"],
+                         channel=body.get("channel"), kb=kb)
+
+
+@bp.post("/tickets/<ref>/notes")
+@bp.auth_required(token_auth, roles=["agent"])
+@bp.input(NoteIn, arg_name="body")
+@bp.output(InteractionOut, status_code=201)
+def add_note(ref, body):
+    """Called by an agent writing an internal note on a ticket."""
+    from app.services import replies
+
+    return replies.add_note(_ticket(ref), current_user(), body["text"])

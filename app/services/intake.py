@@ -246,7 +246,9 @@ def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
             {"filename": a.filename, "content_type": a.content_type, "size": a.size, "url": a.url}
             for a in msg.attachments
         ],
-        meta={**(msg.metadata or {}), **({"auto_reply": True} if msg.is_auto_reply else {})},
+        meta={**(msg.metadata or {}), **({"auto_reply": True} if msg.is_auto_reply else {}),
+              **({"references": list(msg.thread_keys.get("references") or [])}
+                 if msg.channel == "email" and msg.thread_keys else {})},
         created_at=msg.received_at or utcnow(),
     )
     db.session.add(interaction)

@@ -1,0 +1,82 @@
+"""Agent replies: channel choice with its reason, opt-outs, email threading, notes."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import ContactPoint, Interaction, Outbox
+from app.services.intake import intake
+from channels.base import InboundMessage
+
+
+def _sms(sid="SM1", sender="+15555550900", text="how do I renew my passport"):
+    return intake(InboundMessage(channel="sms", provider_id=sid, sender=sender, text=text),
+                  follow_up=False)
+
+
+def test_reply_goes_out_on_the_residents_channel(client, auth_headers, run_jobs):
+    t = _sms()
+    headers = auth_headers()
+    opts = client.get(f"/api/v1/tickets/{t.ticket_reference}/reply-options", headers=headers)
+    assert opts.json["default"] == "sms" and "the channel the resident used" in opts.json["reason"]
+    r = client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=headers,
+                    json={"text": "Renew by mail with form DS-82."})
+    assert r.status_code == 201 and r.json["channel"] == "sms"
+    assert r.json["metadata"]["reach_reason"].startswith("sms")
+    run_jobs()
+    db.session.expire_all()
+    row = db.session.scalar(sa.select(Outbox))
+    assert row.status == "sent" and row.to_address == "+15555550900"
+    detail = client.get(f"/api/v1/tickets/{t.ticket_reference}", headers=headers).json
+    assert detail["status"] == "open" and detail["first_response_at"]
+    assert [i["direction"] for i in detail["timeline"]] == ["inbound", "outbound"]
+
+
+def test_opted_out_number_offers_email_instead_and_sends_nothing(client, auth_headers, run_jobs):
+    t = _sms()
+    point = db.session.scalar(sa.select(ContactPoint))
+    point.opted_out = True
+    db.session.add(ContactPoint(citizen_id=t.citizen_id, kind="email", value="m@example.org"))
+    db.session.commit()
+    headers = auth_headers()
+    opts = client.get(f"/api/v1/tickets/{t.ticket_reference}/reply-options",
+                      headers=headers).json
+    sms = next(o for o in opts["options"] if o["channel"] == "sms")
+    assert not sms["available"] and "opted out" in sms["note"]
+    assert opts["default"] == "email"
+    forced = client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=headers,
+                         json={"text": "hi", "channel": "sms"})
+    assert forced.status_code == 400 and forced.json["error"]["code"] == "opted_out"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Outbox)) == 0
+    ok = client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=headers,
+                     json={"text": "hi"})
+    assert ok.status_code == 201 and ok.json["channel"] == "email"
+
+
+def test_email_reply_threads_with_reference_and_headers(client, auth_headers, run_jobs):
+    t = intake(InboundMessage(channel="email", provider_id="<q1@example.org>",
+                              sender="r@example.org", subject="Missed trash pickup",
+                              text="Nobody came", thread_keys={"references": ["<q0@x>"]}),
+               follow_up=False)
+    headers = auth_headers()
+    r = client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=headers,
+                    json={"text": "A truck is on its way."})
+    assert r.status_code == 201
+    row = db.session.scalar(sa.select(Outbox))
+    assert row.payload["subject"] == f"[{t.ticket_reference}] Re: Missed trash pickup"
+    assert row.payload["in_reply_to"] == "<q1@example.org>"
+    assert row.payload["references"] == ["<q0@x>", "<q1@example.org>"]
+
+
+def test_notes_are_internal_and_bad_replies_are_refused(client, auth_headers):
+    t = _sms()
+    headers = auth_headers()
+    n = client.post(f"/api/v1/tickets/{t.ticket_reference}/notes", headers=headers,
+                    json={"text": "Called the passport office"})
+    assert n.status_code == 201 and n.json["direction"] == "internal"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Outbox)) == 0
+    for body in ({"text": ""}, {}, {"text": "x", "channel": "fax"}):
+        r = client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=headers, json=body)
+        assert r.status_code == 400 and "error" in r.json
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Interaction)) == 2
