@@ -14,7 +14,10 @@ from app.models import OPEN_STATUSES, Interaction, Queue, Ticket, WorkItem, utcn
 log = logging.getLogger(__name__)
 
 GENERAL_QUEUE = "general"
-# Hooks filled by the channel, knowledge-base and routing features.
+# Hooks filled by the channel, knowledge-base, survey and routing features.
+# PRE_HOOKS run first for every inbound message: one that returns True has fully handled
+# it (e.g. a survey score "4" sent in reply to a satisfaction survey).
+PRE_HOOKS: list = []
 SELF_SERVICE_HOOKS: dict[str, object] = {}
 ROUTE_HOOKS: list = []
 
@@ -63,6 +66,10 @@ def process_inbound(interaction_id: int) -> None:
     if interaction is None:
         return
     ticket = db.session.get(Ticket, interaction.ticket_id)
+    for pre in PRE_HOOKS:
+        if pre(interaction, ticket):
+            db.session.commit()
+            return
     hook = SELF_SERVICE_HOOKS.get(interaction.channel)
     if hook is not None and hook(interaction, ticket):  # answered by self-service
         db.session.commit()
