@@ -46,12 +46,14 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     _register_errors(app)
 
     from app.api import bp as api_bp
+    from app.email_webhooks import bp as email_bp
     from app.health import bp as health_bp
     from app.pages import bp as pages_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(email_bp)
 
     from app import sockets
 
