@@ -94,14 +94,16 @@ def worker(queues: str, burst: bool, no_schedules: bool) -> None:
 @click.option("--port", default=None, type=int)
 def serve(host: str | None, port: int | None) -> None:
     """Serve the app with Socket.IO (development and the embedded default)."""
-    from app.extensions import socketio
+    from werkzeug.serving import run_simple
 
     app = current_app._get_current_object()
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     app.extensions["civicline_jobs"].start()
     click.echo(f"CivicLine on http://{host}:{port}  (jobs: {app.extensions['civicline_jobs'].backend})")
-    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False)
+    # Werkzeug's threaded server carries Socket.IO's WebSocket transport (simple-websocket);
+    # production uses gunicorn instead (see the README).
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
 def register(app) -> None:
