@@ -45,6 +45,7 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     jobs.init_app(app)
     _register_errors(app)
 
+    from app import kb_pages  # noqa: F401  (adds /kb pages to the pages blueprint)
     from app.api import bp as api_bp
     from app.email_webhooks import bp as email_bp
     from app.health import bp as health_bp

@@ -111,3 +111,4 @@ def register(app) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(worker)
     app.cli.add_command(serve)
+    app.cli.add_command(__import__("app.kb_cli").kb_cli.kb)  # flask kb import/export

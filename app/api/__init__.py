@@ -5,3 +5,4 @@ from apiflask import APIBlueprint
 bp = APIBlueprint("api", __name__, url_prefix="/api/v1", tag="api")
 
 from app.api import auth, citizens, queues, tickets  # noqa: E402,F401
+from app.api import kb  # noqa: E402,F401
