@@ -50,11 +50,15 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     from app.email_webhooks import bp as email_bp
     from app.health import bp as health_bp
     from app.pages import bp as pages_bp
+    from app.simulator import bp as simulator_bp
+    from app.twilio_webhooks import bp as twilio_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(email_bp)
+    app.register_blueprint(twilio_bp)
+    app.register_blueprint(simulator_bp)
 
     from app import sockets
 

@@ -58,6 +58,12 @@ class Config:
     TWILIO_API_KEY = _env("TWILIO_API_KEY")
     TWILIO_API_SECRET = _env("TWILIO_API_SECRET")
     TWILIO_TWIML_APP_SID = _env("TWILIO_TWIML_APP_SID")
+    # Simulator mode: outbound SMS and calls stay in the simulator outbox even with credentials.
+    TWILIO_SIMULATOR = _env("TWILIO_SIMULATOR", "0") == "1"
+    # A twilio.http.HttpClient to use instead of the network (tests inject a recording one).
+    TWILIO_HTTP_CLIENT = None
+    # The /simulator page and its request-signing endpoint (off in production).
+    SIMULATOR_ENABLED = _env("SIMULATOR_ENABLED", "1") == "1"
     SMTP_URL = _env("SMTP_URL")
     EMAIL_FROM = _env("EMAIL_FROM", "CivicLine <help@civicline.example>")
     EMAIL_DOMAIN = _env("EMAIL_DOMAIN", "civicline.example")
@@ -83,6 +89,7 @@ class Config:
 class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = True
+    SIMULATOR_ENABLED = _env("SIMULATOR_ENABLED", "0") == "1"
     EMAIL_WEBHOOK_SECRET = _env("EMAIL_WEBHOOK_SECRET")
 
     @classmethod
@@ -115,6 +122,7 @@ class TestConfig(Config):
     EMAIL_WEBHOOK_SECRET = "test-email-secret"
     TWILIO_ACCOUNT_SID = "AC" + "0" * 32
     TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
+    TWILIO_SIMULATOR = True
     PUBLIC_BASE_URL = "http://localhost"
 
 

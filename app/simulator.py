@@ -1,0 +1,84 @@
+"""The resident simulator: a phone in the browser for demos and end-to-end tests.
+
+The phone tab sends SMS and walks the IVR exactly as Twilio would: the page asks
+``POST /simulator/twilio/sign`` for the ``X-Twilio-Signature`` of the request it is about
+to make (signed server-side with the same token the webhooks check, see
+``telephony.auth_token``), then posts the signed form to the real webhook. So the
+simulator exercises signature checks, parsing, intake and TwiML end to end, and the
+page interprets the TwiML it gets back (Say, Gather, Enqueue, Record, Dial, Hangup).
+Replies come from the simulator outbox (``Outbox.simulated``), polled by the page.
+Other channels (email, chat, kiosk) add their own tabs and routes here.
+Disabled (404) unless ``SIMULATOR_ENABLED``; production turns it off by default.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
+
+from app.extensions import db
+from app.models import Outbox
+from app.services import Invalid, telephony
+from app.services.contacts import normalize_phone
+from channels import twilio as tw
+
+bp = Blueprint("simulator", __name__)
+
+SIGNABLE_PREFIX = "/webhooks/twilio/"
+DEFAULT_NUMBER = "+15555550123"
+
+
+@bp.before_request
+def _only_when_enabled():
+    if not current_app.config.get("SIMULATOR_ENABLED"):
+        abort(404)
+
+
+@bp.get("/simulator")
+def page():
+    """A person opens the resident simulator (demos, end-to-end tests)."""
+    config = current_app.config
+    return render_template(
+        "simulator.html",
+        number=request.args.get("number", DEFAULT_NUMBER),
+        city_number=config.get("TWILIO_PHONE_NUMBER"),
+        account_sid=config.get("TWILIO_ACCOUNT_SID") or "AC" + "5" * 32,
+    )
+
+
+@bp.post("/simulator/twilio/sign")
+def sign():
+    """The simulator page asks for the signature Twilio would put on its next request."""
+    data = request.get_json(silent=True) or {}
+    path, params = data.get("path"), data.get("params")
+    if not isinstance(path, str) or not path.startswith(SIGNABLE_PREFIX):
+        return {"error": {"code": "bad_request", "message": "path must be a Twilio webhook"}}, 400
+    if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+        return {"error": {"code": "bad_request", "message": "params must map strings"}}, 400
+    url = tw.public_url(request.host_url.rstrip("/") + path,
+                        current_app.config.get("PUBLIC_BASE_URL"))
+    return {"signature": tw.sign(telephony.auth_token(), url, params), "path": path}
+
+
+@bp.get("/simulator/phone/messages")
+def phone_messages():
+    """The simulator page polls for texts the center sent to the simulated phone."""
+    try:
+        number = normalize_phone(request.args.get("number", ""))
+    except Invalid as exc:
+        return {"error": {"code": exc.code, "message": exc.message}}, 400
+    after = request.args.get("after", 0, type=int)
+    rows = db.session.scalars(
+        sa.select(Outbox).where(Outbox.channel == "sms", Outbox.to_address == number,
+                                Outbox.simulated.is_(True), Outbox.id > after)
+        .order_by(Outbox.id).limit(100)
+    ).all()
+    from app.models import Interaction
+
+    items = []
+    for row in rows:
+        interaction = db.session.get(Interaction, row.interaction_id)
+        items.append({"id": row.id, "text": interaction.text if interaction else "",
+                      "at": row.sent_at.isoformat() + "Z" if row.sent_at else None})
+    return jsonify({"number": number, "items": items})
