@@ -491,3 +491,43 @@ class Counter(db.Model):
 
     name: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
     value: Mapped[int] = mapped_column(default=0)
+
+
+class MetricsHourly(db.Model):
+    """Contact-center counters per hour, queue, channel, language and segment.
+
+    Kept up to date one event at a time (``app.services.metrics_service``) so live
+    metrics and reports read a few small rows instead of recomputing from history.
+    Unknown dimensions are stored as ``""`` so the unique key works on every database.
+    """
+
+    __tablename__ = "metrics_hourly"
+    __table_args__ = (sa.UniqueConstraint("hour", "queue", "channel", "language", "segment",
+                                          name="uq_metrics_hourly_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column(index=True)
+    queue: Mapped[str] = mapped_column(sa.String(50), default="")
+    channel: Mapped[str] = mapped_column(sa.String(10), default="")
+    language: Mapped[str] = mapped_column(sa.String(10), default="")
+    segment: Mapped[str] = mapped_column(sa.String(50), default="")
+    contacts: Mapped[int] = mapped_column(default=0, server_default="0")
+    outbound: Mapped[int] = mapped_column(default=0, server_default="0")
+    tickets: Mapped[int] = mapped_column(default=0, server_default="0")
+    escalated: Mapped[int] = mapped_column(default=0, server_default="0")
+    offered: Mapped[int] = mapped_column(default=0, server_default="0")
+    answered: Mapped[int] = mapped_column(default=0, server_default="0")
+    answered_in_sla: Mapped[int] = mapped_column(default=0, server_default="0")
+    wait_sum: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    abandoned: Mapped[int] = mapped_column(default=0, server_default="0")
+    abandoned_in_sla: Mapped[int] = mapped_column(default=0, server_default="0")
+    callbacks: Mapped[int] = mapped_column(default=0, server_default="0")
+    handled: Mapped[int] = mapped_column(default=0, server_default="0")
+    handle_sum: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    resolved: Mapped[int] = mapped_column(default=0, server_default="0")
+    resolved_first_contact: Mapped[int] = mapped_column(default=0, server_default="0")
+    resolution_sum: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    surveys: Mapped[int] = mapped_column(default=0, server_default="0")
+    survey_points: Mapped[int] = mapped_column(default=0, server_default="0")
+    kb_queries: Mapped[int] = mapped_column(default=0, server_default="0")
+    kb_self_served: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -68,6 +68,7 @@ class SupervisorNamespace(Namespace):
         if user is None or not user.has_role("supervisor"):
             raise ConnectionRefusedError("forbidden")
         join_room("supervisors")
+        __import__("app.supervisor", fromlist=["start_push"]).start_push()
         db.session.remove()
         return True
 
