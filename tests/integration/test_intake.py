@@ -171,3 +171,13 @@ def test_concurrent_copies_of_one_webhook_make_one_interaction(app):
     assert not [e for e in errors if "locked" not in str(e)]
     assert count(Interaction) == 1
     assert count(Citizen) == 1
+
+
+def test_failed_payloads_are_listed_for_administrators(client, auth_headers):
+    store_failed_payload("email", b"not a message", "message/rfc822", "no headers")
+    r = client.get("/api/v1/failed-payloads", headers=auth_headers("admin"))
+    assert r.status_code == 200
+    item = r.json["items"][0]
+    assert item["source"] == "email" and item["preview"] == "not a message"
+    assert client.get("/api/v1/failed-payloads",
+                      headers=auth_headers("supervisor")).status_code == 403
