@@ -41,16 +41,27 @@ def _authorized() -> bool:
 def email_webhook():
     """Called by the mail provider's inbound relay with one raw message per request."""
     if not _authorized():
-        abort(401, "missing or wrong webhook secret (Authorization: Bearer ...)",
-              headers={"WWW-Authenticate": 'Bearer realm="email webhook"'})
+        abort(
+            401,
+            "missing or wrong webhook secret (Authorization: Bearer ...)",
+            headers={"WWW-Authenticate": 'Bearer realm="email webhook"'},
+        )
     if request.mimetype != "message/rfc822":
         abort(415, f"send one raw message as message/rfc822, not {request.mimetype or 'nothing'}")
     raw = request.get_data(cache=False)
     try:
         outcome = email_service.ingest(raw, content_type=request.content_type)
     except AttachmentTooLarge as exc:
-        abort(413, str(exc), extra_data={"code": "attachment_too_large", "filename": exc.filename,
-                                         "size": exc.size, "limit": exc.limit})
+        abort(
+            413,
+            str(exc),
+            extra_data={
+                "code": "attachment_too_large",
+                "filename": exc.filename,
+                "size": exc.size,
+                "limit": exc.limit,
+            },
+        )
     return outcome.as_json(), 200 if outcome.duplicate else 202
 
 
@@ -63,8 +74,11 @@ def download_attachment(sha256: str):
         abort(404, "no such attachment")
     path, info = found
     response = send_file(
-        path, mimetype=info.get("content_type") or "application/octet-stream",
-        as_attachment=True, download_name=info.get("filename") or sha256, max_age=3600,
+        path,
+        mimetype=info.get("content_type") or "application/octet-stream",
+        as_attachment=True,
+        download_name=info.get("filename") or sha256,
+        max_age=3600,
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox"
@@ -74,8 +88,12 @@ def download_attachment(sha256: str):
 @bp.cli.command("smtp-server")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=2525, type=int, show_default=True)
-@click.option("--max-size", default=None, type=int,
-              help="Largest message accepted, in bytes (default: MAX_CONTENT_LENGTH).")
+@click.option(
+    "--max-size",
+    default=None,
+    type=int,
+    help="Largest message accepted, in bytes (default: MAX_CONTENT_LENGTH).",
+)
 def smtp_server(host: str, port: int, max_size: int | None) -> None:
     """Run by operators: receive residents' email by SMTP and take it in."""
     app = current_app._get_current_object()

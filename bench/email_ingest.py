@@ -104,10 +104,24 @@ def prepare_database() -> str:
 def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
     gunicorn = Path(sys.executable).parent / "gunicorn"
     proc = subprocess.Popen(
-        [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", str(threads), "--keep-alive", "30",
-         "--log-level", "warning", "bench.email_ingest:bench_app()"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            str(gunicorn),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+            "bench.email_ingest:bench_app()",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -125,8 +139,13 @@ def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
     raise SystemExit("gunicorn did not answer /healthz")
 
 
-def drive(port: int, requests: list[tuple[str, str, bytes | None, dict]], concurrency: int,
-          label: str, expect: tuple[int, ...]) -> tuple[float, list[float], dict[int, int]]:
+def drive(
+    port: int,
+    requests: list[tuple[str, str, bytes | None, dict]],
+    concurrency: int,
+    label: str,
+    expect: tuple[int, ...],
+) -> tuple[float, list[float], dict[int, int]]:
     """Send every request over ``concurrency`` keep-alive connections; returns
     (elapsed seconds, per-request latencies, status counts)."""
     work: queue.Queue = queue.Queue()
@@ -198,12 +217,15 @@ def main() -> None:
 
     database = prepare_database()
     generated = make_messages(args.messages + 50)
-    messages, warm_up = generated[: args.messages], generated[args.messages:]
+    messages, warm_up = generated[: args.messages], generated[args.messages :]
     size = sum(len(m) for m in messages) / len(messages)
-    print(f"database: {database}; messages: {len(messages)} (mean {size:,.0f} bytes); "
-          f"gunicorn {args.workers} workers x {args.threads} threads; "
-          f"client concurrency {args.concurrency}; redis: "
-          f"{'yes' if os.environ.get('REDIS_URL') else 'no (embedded jobs)'}", flush=True)
+    print(
+        f"database: {database}; messages: {len(messages)} (mean {size:,.0f} bytes); "
+        f"gunicorn {args.workers} workers x {args.threads} threads; "
+        f"client concurrency {args.concurrency}; redis: "
+        f"{'yes' if os.environ.get('REDIS_URL') else 'no (embedded jobs)'}",
+        flush=True,
+    )
     port = free_port()
     server = start_server(port, args.workers, args.threads)
     try:
@@ -211,8 +233,7 @@ def main() -> None:
         posts = [("POST", "/webhooks/email", raw, headers) for raw in messages]
         warm = [("POST", "/webhooks/email", raw, headers) for raw in warm_up]
         drive(port, warm, args.concurrency, "warm-up", (202,))
-        elapsed, latencies, statuses = drive(port, posts, args.concurrency, "email",
-                                             (200, 202))
+        elapsed, latencies, statuses = drive(port, posts, args.concurrency, "email", (200, 202))
         base = [("GET", "/healthz", None, {})] * args.baseline_requests
         b_elapsed, b_latencies, _ = drive(port, base, args.concurrency, "healthz", (200,))
     finally:
@@ -223,13 +244,18 @@ def main() -> None:
     p_rate = parse_rate(messages)
     ms = 1000
     print(f"statuses: {dict(sorted(statuses.items()))} (202 taken in, 200 a duplicate)")
-    print(f"webhook: {rate:,.0f} msgs/s, p50 {statistics.median(latencies) * ms:.1f} ms, "
-          f"p99 {percentile(latencies, 0.99) * ms:.1f} ms")
-    print(f"baseline GET /healthz (same server, same client): {b_rate:,.0f} req/s, "
-          f"p99 {percentile(b_latencies, 0.99) * ms:.1f} ms; webhook/baseline ratio "
-          f"{rate / b_rate:.2f}")
-    print(f"bare parse in one process: {p_rate:,.0f} msgs/s; webhook/parse ratio "
-          f"{rate / p_rate:.2f}")
+    print(
+        f"webhook: {rate:,.0f} msgs/s, p50 {statistics.median(latencies) * ms:.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * ms:.1f} ms"
+    )
+    print(
+        f"baseline GET /healthz (same server, same client): {b_rate:,.0f} req/s, "
+        f"p99 {percentile(b_latencies, 0.99) * ms:.1f} ms; webhook/baseline ratio "
+        f"{rate / b_rate:.2f}"
+    )
+    print(
+        f"bare parse in one process: {p_rate:,.0f} msgs/s; webhook/parse ratio {rate / p_rate:.2f}"
+    )
     print(f"email ingest: {rate:.0f} msgs/s")
 
 

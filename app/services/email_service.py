@@ -108,8 +108,9 @@ def ingest(raw: bytes, *, content_type: str | None = "message/rfc822") -> EmailO
     Raises ``AttachmentTooLarge`` for an attachment over ``MAX_ATTACHMENT_BYTES`` and
     ``UnreadableEmail`` (after keeping the payload) for a message that cannot be read.
     """
-    limit = (current_app.config.get("MAX_ATTACHMENT_BYTES")
-             or email_channel.DEFAULT_MAX_ATTACHMENT_BYTES)
+    limit = (
+        current_app.config.get("MAX_ATTACHMENT_BYTES") or email_channel.DEFAULT_MAX_ATTACHMENT_BYTES
+    )
     try:
         msg = email_channel.parse(raw, max_attachment_bytes=limit)
     except AttachmentTooLarge:
@@ -145,8 +146,10 @@ def _bounce(msg, details: dict[str, Any]) -> EmailOutcome | None:
     None when the bounced message is not one of ours (intake records it as it is)."""
     original = details["original_message_id"]
     row = db.session.scalar(
-        sa.select(Outbox).where(Outbox.channel == "email", Outbox.provider_id == original)
-        .order_by(Outbox.id.desc()).limit(1)
+        sa.select(Outbox)
+        .where(Outbox.channel == "email", Outbox.provider_id == original)
+        .order_by(Outbox.id.desc())
+        .limit(1)
     )
     if row is None:
         return None
@@ -157,8 +160,15 @@ def _bounce(msg, details: dict[str, Any]) -> EmailOutcome | None:
         )
     )
     if existing is not None:
-        return EmailOutcome(ticket.id, ticket.reference, existing.id, duplicate=True,
-                            auto_reply=True, bounce=details, bounced_outbox_id=row.id)
+        return EmailOutcome(
+            ticket.id,
+            ticket.reference,
+            existing.id,
+            duplicate=True,
+            auto_reply=True,
+            bounce=details,
+            bounced_outbox_id=row.id,
+        )
     final = (details.get("action") or "failed") in _FINAL_BOUNCE_ACTIONS
     record = Interaction(
         ticket_id=ticket.id,
@@ -170,25 +180,40 @@ def _bounce(msg, details: dict[str, Any]) -> EmailOutcome | None:
         subject=msg.subject,
         text=msg.text or "",
         full_text=msg.full_text,
-        meta={**msg.metadata, "auto_reply": True, "bounced_outbox_id": row.id,
-              "bounced_interaction_id": row.interaction_id},
+        meta={
+            **msg.metadata,
+            "auto_reply": True,
+            "bounced_outbox_id": row.id,
+            "bounced_interaction_id": row.interaction_id,
+        },
         created_at=utcnow(),
     )
     db.session.add(record)
     if final and details.get("recipient"):
         point = db.session.scalar(
-            sa.select(ContactPoint).where(ContactPoint.kind == "email",
-                                          ContactPoint.value == details["recipient"])
+            sa.select(ContactPoint).where(
+                ContactPoint.kind == "email", ContactPoint.value == details["recipient"]
+            )
         )
         if point is not None:
             point.last_failure = _bounce_reason(details)[:200]
     db.session.commit()
     if final and row.status == "sent":
         outbound.fail(row, _bounce_reason(details), code="bounce")
-    log.info("bounce for outbox %s (%s) recorded as interaction %s", row.id,
-             details.get("action"), record.id)
-    return EmailOutcome(ticket.id, ticket.reference, record.id, auto_reply=True,
-                        bounce=details, bounced_outbox_id=row.id)
+    log.info(
+        "bounce for outbox %s (%s) recorded as interaction %s",
+        row.id,
+        details.get("action"),
+        record.id,
+    )
+    return EmailOutcome(
+        ticket.id,
+        ticket.reference,
+        record.id,
+        auto_reply=True,
+        bounce=details,
+        bounced_outbox_id=row.id,
+    )
 
 
 def _bounce_reason(details: dict[str, Any]) -> str:
@@ -215,11 +240,15 @@ def store_attachment(attachment: Attachment) -> Attachment:
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, attachment.content)
-        info = {"filename": attachment.filename, "content_type": attachment.content_type,
-                "size": len(attachment.content)}
+        info = {
+            "filename": attachment.filename,
+            "content_type": attachment.content_type,
+            "size": len(attachment.content),
+        }
         _write_atomically(folder / f"{digest}.json", json.dumps(info).encode())
-    return dataclasses.replace(attachment, url=ATTACHMENT_URL.format(sha256=digest),
-                               size=len(attachment.content))
+    return dataclasses.replace(
+        attachment, url=ATTACHMENT_URL.format(sha256=digest), size=len(attachment.content)
+    )
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -269,10 +298,15 @@ def text_to_html(text: str) -> str:
 
 def last_inbound_email(ticket_id: int) -> Interaction | None:
     return db.session.scalar(
-        sa.select(Interaction).where(
-            Interaction.ticket_id == ticket_id, Interaction.channel == "email",
-            Interaction.direction == "inbound", Interaction.author_kind == "citizen",
-        ).order_by(Interaction.id.desc()).limit(1)
+        sa.select(Interaction)
+        .where(
+            Interaction.ticket_id == ticket_id,
+            Interaction.channel == "email",
+            Interaction.direction == "inbound",
+            Interaction.author_kind == "citizen",
+        )
+        .order_by(Interaction.id.desc())
+        .limit(1)
     )
 
 
@@ -281,7 +315,7 @@ def threading_headers(ticket_id: int) -> tuple[str | None, list[str]]:
     parent = last_inbound_email(ticket_id)
     if parent is None or not parent.provider_id or parent.provider_id.endswith(_HASH_ID_SUFFIX):
         return None, []
-    references = list((parent.meta or {}).get("references") or [])[-(MAX_REFERENCES - 1):]
+    references = list((parent.meta or {}).get("references") or [])[-(MAX_REFERENCES - 1) :]
     references.append(parent.provider_id)
     return parent.provider_id, list(dict.fromkeys(references))
 
@@ -305,17 +339,26 @@ def reply_by_email(
         point = db.session.get(ContactPoint, parent.contact_point_id)
         to = point.value if point is not None else None
     interaction = outbound.queue_message(
-        ticket, "email", text, to=to,
+        ticket,
+        "email",
+        text,
+        to=to,
         subject=subject_with_reference(ticket, subject),
         html=html_body or text_to_html(text),
         author_kind=author_kind or ("agent" if agent is not None else "system"),
         author_agent_id=getattr(agent, "id", None),
-        kb=kb, meta=meta, commit=False,
+        kb=kb,
+        meta=meta,
+        commit=False,
     )
     row = db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == interaction.id))
     in_reply_to, references = threading_headers(ticket.id)
-    row.payload = {**(row.payload or {}), "in_reply_to": in_reply_to,
-                   "references": references, "automatic": automatic}
+    row.payload = {
+        **(row.payload or {}),
+        "in_reply_to": in_reply_to,
+        "references": references,
+        "automatic": automatic,
+    }
     db.session.commit()
     outbound.after_commit(row.id, interaction.id)
     return interaction
@@ -351,8 +394,9 @@ def email_sender(app) -> Any:
     domain = app.config["EMAIL_DOMAIN"]
 
     def send(out: OutboundMessage) -> DeliveryResult:
-        return email_channel.send(complete_outbound(out), smtp_url, from_addr=from_addr,
-                                  domain=domain)
+        return email_channel.send(
+            complete_outbound(out), smtp_url, from_addr=from_addr, domain=domain
+        )
 
     return send
 
@@ -360,18 +404,30 @@ def email_sender(app) -> Any:
 # --- self-service ----------------------------------------------------------------------
 
 ACK_TEXT = {
-    "en": ("Thank you for writing to us. We received your message and opened case {ref}.\n\n"
-           "An agent will answer within {eta}. To add to your case, reply to this email "
-           "and keep {ref} in the subject."),
-    "es": ("Gracias por escribirnos. Recibimos su mensaje y abrimos el caso {ref}.\n\n"
-           "Un agente le responderá en un plazo de {eta}. Para agregar información, "
-           "responda a este correo y mantenga {ref} en el asunto."),
+    "en": (
+        "Thank you for writing to us. We received your message and opened case {ref}.\n\n"
+        "An agent will answer within {eta}. To add to your case, reply to this email "
+        "and keep {ref} in the subject."
+    ),
+    "es": (
+        "Gracias por escribirnos. Recibimos su mensaje y abrimos el caso {ref}.\n\n"
+        "Un agente le responderá en un plazo de {eta}. Para agregar información, "
+        "responda a este correo y mantenga {ref} en el asunto."
+    ),
 }
 KB_FOOTER = {
-    "en": ("Was this helpful?", "Yes", "No",
-           "Reply to this email to reach a person. Your reference is {ref}."),
-    "es": ("¿Le fue útil?", "Sí", "No",
-           "Responda a este correo para hablar con una persona. Su referencia es {ref}."),
+    "en": (
+        "Was this helpful?",
+        "Yes",
+        "No",
+        "Reply to this email to reach a person. Your reference is {ref}.",
+    ),
+    "es": (
+        "¿Le fue útil?",
+        "Sí",
+        "No",
+        "Responda a este correo para hablar con una persona. Su referencia es {ref}.",
+    ),
 }
 ETA = {"en": "2 business days", "es": "2 días hábiles"}
 
@@ -383,10 +439,13 @@ def _lang(ticket: Ticket) -> str:
 
 def _is_first_message(interaction: Interaction) -> bool:
     earlier = db.session.scalar(
-        sa.select(Interaction.id).where(
-            Interaction.ticket_id == interaction.ticket_id, Interaction.id < interaction.id,
+        sa.select(Interaction.id)
+        .where(
+            Interaction.ticket_id == interaction.ticket_id,
+            Interaction.id < interaction.id,
             Interaction.direction == "inbound",
-        ).limit(1)
+        )
+        .limit(1)
     )
     return earlier is None
 
@@ -402,8 +461,7 @@ def render_kb_answer(answer: knowledge.KBAnswer, ticket: Ticket) -> tuple[str, s
     question, yes, no, person = KB_FOOTER[_lang(ticket)]
     person = person.format(ref=ticket.reference)
     yes_url, no_url = helpful_url(answer, "yes"), helpful_url(answer, "no")
-    text = (f"{answer.text.strip()}\n\n{question}\n{yes}: {yes_url}\n{no}: {no_url}\n\n"
-            f"{person}")
+    text = f"{answer.text.strip()}\n\n{question}\n{yes}: {yes_url}\n{no}: {no_url}\n\n{person}"
     body = answer.html or text_to_html(answer.text)
     footer = (
         f'<hr><p>{html.escape(question)} <a href="{html.escape(yes_url)}">{html.escape(yes)}</a>'
@@ -432,14 +490,25 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
         ticket.self_served = True
         ticket.status = "resolved"
         ticket.resolved_at = utcnow()
-        reply_by_email(ticket, text, html_body=html_body, author_kind="bot",
-                       kb=(answer.article_id, answer.version), automatic=True,
-                       meta={"kb_confidence": round(answer.confidence, 3)})
+        reply_by_email(
+            ticket,
+            text,
+            html_body=html_body,
+            author_kind="bot",
+            kb=(answer.article_id, answer.version),
+            automatic=True,
+            meta={"kb_confidence": round(answer.confidence, 3)},
+        )
         return True
     lang = _lang(ticket)
     eta = current_app.config.get("EMAIL_RESPONSE_TIME") or ETA[lang]
-    reply_by_email(ticket, ACK_TEXT[lang].format(ref=ticket.reference, eta=eta),
-                   author_kind="system", automatic=True, meta={"acknowledgement": True})
+    reply_by_email(
+        ticket,
+        ACK_TEXT[lang].format(ref=ticket.reference, eta=eta),
+        author_kind="system",
+        automatic=True,
+        meta={"acknowledgement": True},
+    )
     return False
 
 
@@ -490,6 +559,11 @@ def smtp_controller(app, host: str, port: int, max_size: int):
     """An aiosmtpd controller (not started) serving ``SmtpIntakeHandler``."""
     from aiosmtpd.controller import Controller
 
-    return Controller(SmtpIntakeHandler(app), hostname=host, port=port,
-                      data_size_limit=max_size, enable_SMTPUTF8=True,
-                      server_hostname=app.config.get("EMAIL_DOMAIN"))
+    return Controller(
+        SmtpIntakeHandler(app),
+        hostname=host,
+        port=port,
+        data_size_limit=max_size,
+        enable_SMTPUTF8=True,
+        server_hostname=app.config.get("EMAIL_DOMAIN"),
+    )

@@ -34,8 +34,9 @@ class CapturingHandler:
     rcpt_reply: str | None = None
     messages: list[EmailMessage] = field(default_factory=list)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         if self.rcpt_reply:
             return self.rcpt_reply
         envelope.rcpt_tos.append(address)
@@ -79,8 +80,9 @@ def post(client, raw: bytes):
     return client.post("/webhooks/email", data=raw, headers=HEADERS)
 
 
-def resident_email(message_id: str = "<first-1@mail.example.net>", *, subject: str,
-                   body: str, extra: str = "") -> bytes:
+def resident_email(
+    message_id: str = "<first-1@mail.example.net>", *, subject: str, body: str, extra: str = ""
+) -> bytes:
     return (
         "From: Dana Brooks <dana.brooks@example.net>\r\n"
         "To: City Help <help@city.gov>\r\n"
@@ -117,17 +119,19 @@ def outbox_rows(everything: bool = False) -> list[Outbox]:
 
 
 def test_reply_carries_reference_threading_headers_and_both_parts(client, smtp, run_jobs):
-    ticket = open_ticket(client, smtp, run_jobs,
-                         extra="References: <older-0@mail.example.net>\r\n")
-    email_service.reply_by_email(ticket, "Hello Dana,\n\nA crew is scheduled <today> & will "
-                                         "come by noon.\n\nCity Help Desk")
+    ticket = open_ticket(client, smtp, run_jobs, extra="References: <older-0@mail.example.net>\r\n")
+    email_service.reply_by_email(
+        ticket, "Hello Dana,\n\nA crew is scheduled <today> & will come by noon.\n\nCity Help Desk"
+    )
     run_jobs()
     assert len(smtp.messages) == 1
     sent = smtp.messages[0]
     assert sent["Subject"] == f"[{ticket.reference}] Missed trash pickup"
     assert sent["In-Reply-To"] == "<first-1@mail.example.net>"
-    assert sent["References"].split() == ["<older-0@mail.example.net>",
-                                          "<first-1@mail.example.net>"]
+    assert sent["References"].split() == [
+        "<older-0@mail.example.net>",
+        "<first-1@mail.example.net>",
+    ]
     assert sent["To"] == "dana.brooks@example.net"
     assert sent["Message-ID"].endswith("@city.gov>")
     plain = sent.get_body(("plain",)).get_content()
@@ -140,11 +144,14 @@ def test_reply_carries_reference_threading_headers_and_both_parts(client, smtp, 
 
 
 def test_agent_reply_through_the_api_is_completed_and_the_answer_threads(
-        client, smtp, run_jobs, auth_headers):
+    client, smtp, run_jobs, auth_headers
+):
     ticket = open_ticket(client, smtp, run_jobs)
-    resp = client.post(f"/api/v1/tickets/{ticket.reference}/reply",
-                       json={"text": "We are on it.", "channel": "email"},
-                       headers=auth_headers("agent"))
+    resp = client.post(
+        f"/api/v1/tickets/{ticket.reference}/reply",
+        json={"text": "We are on it.", "channel": "email"},
+        headers=auth_headers("agent"),
+    )
     assert resp.status_code == 201, resp.get_json()
     run_jobs()
     sent = smtp.messages[-1]
@@ -153,9 +160,11 @@ def test_agent_reply_through_the_api_is_completed_and_the_answer_threads(
     assert sent.get_body(("html",)) is not None
 
     answer = resident_email(
-        "<second-2@mail.example.net>", subject=f"Re: {sent['Subject']}",
+        "<second-2@mail.example.net>",
+        subject=f"Re: {sent['Subject']}",
         body="still nothing\r\n\r\nOn Tue, City Help <help@city.gov> wrote:\r\n> We are on it.",
-        extra=f"In-Reply-To: {sent['Message-ID']}\r\nReferences: {sent['Message-ID']}\r\n")
+        extra=f"In-Reply-To: {sent['Message-ID']}\r\nReferences: {sent['Message-ID']}\r\n",
+    )
     body = post(client, answer).get_json()
     assert body["ticket_id"] == ticket.id and not body["created_ticket"]
     row = db.session.get(Interaction, body["interaction_id"])
@@ -233,23 +242,28 @@ def test_delayed_dsn_is_recorded_without_failing_the_delivery(client, smtp, run_
     sent_id = smtp.messages[0]["Message-ID"]
     raw = (CORPUS / "dsn_delayed.eml").read_bytes()
     original = email_service.email_channel.parse(raw).metadata["bounce"]["original_message_id"]
-    body = post(client, raw.replace(original.strip("<>").encode(),
-                                    sent_id.strip("<>").encode())).get_json()
+    body = post(
+        client, raw.replace(original.strip("<>").encode(), sent_id.strip("<>").encode())
+    ).get_json()
     assert body["bounce"]["action"] == "delayed" and body["ticket_id"] == ticket.id
     assert [(r.channel, r.status) for r in outbox_rows()] == [("email", "sent")]
 
 
 def _kb_answer(confident: bool) -> knowledge.KBAnswer:
     return knowledge.KBAnswer(
-        article_id=7, version=3, title="Trash and recycling pickup", confidence=0.9 if
-        confident else 0.2, self_service=confident,
+        article_id=7,
+        version=3,
+        title="Trash and recycling pickup",
+        confidence=0.9 if confident else 0.2,
+        self_service=confident,
         text="Missed pickups are collected within 2 business days. Report one online.",
         html="<p>Missed pickups are collected within <b>2 business days</b>.</p>",
     )
 
 
 def test_confident_answer_is_sent_by_email_and_the_ticket_is_self_served(
-        client, smtp, run_jobs, monkeypatch):
+    client, smtp, run_jobs, monkeypatch
+):
     asked = []
 
     def answer_for(query, channel, lang=None, ticket_id=None):
@@ -278,9 +292,12 @@ def test_confident_answer_is_sent_by_email_and_the_ticket_is_self_served(
     assert (row.kb_article_id, row.kb_article_version) == (7, 3)
 
     # Replying to the answer reaches a person: the ticket reopens and is routed.
-    reply = resident_email("<second-2@mail.example.net>", subject=f"Re: {sent['Subject']}",
-                           body="That did not help, please call me.",
-                           extra=f"In-Reply-To: {sent['Message-ID']}\r\n")
+    reply = resident_email(
+        "<second-2@mail.example.net>",
+        subject=f"Re: {sent['Subject']}",
+        body="That did not help, please call me.",
+        extra=f"In-Reply-To: {sent['Message-ID']}\r\n",
+    )
     db.session.add(Queue(code="general", name="General"))
     db.session.commit()
     body = post(client, reply).get_json()
@@ -291,7 +308,8 @@ def test_confident_answer_is_sent_by_email_and_the_ticket_is_self_served(
 
 
 def test_without_a_confident_answer_the_resident_gets_an_acknowledgement(
-        client, smtp, run_jobs, monkeypatch):
+    client, smtp, run_jobs, monkeypatch
+):
     monkeypatch.setattr(knowledge, "answer_for", lambda *a, **k: _kb_answer(confident=False))
     db.session.add(Queue(code="general", name="General"))
     db.session.commit()
@@ -311,10 +329,12 @@ def test_auto_reply_to_our_email_is_never_answered(client, smtp, run_jobs):
     ticket = open_ticket(client)
     run_jobs()  # the acknowledgement
     ack = smtp.messages[-1]
-    ooo = resident_email("<ooo-1@mail.example.net>", subject="Automatic reply: out of office",
-                         body="I am away until Monday.",
-                         extra=f"In-Reply-To: {ack['Message-ID']}\r\n"
-                               "Auto-Submitted: auto-replied\r\n")
+    ooo = resident_email(
+        "<ooo-1@mail.example.net>",
+        subject="Automatic reply: out of office",
+        body="I am away until Monday.",
+        extra=f"In-Reply-To: {ack['Message-ID']}\r\nAuto-Submitted: auto-replied\r\n",
+    )
     body = post(client, ooo).get_json()
     assert body["ticket_id"] == ticket.id and body["auto_reply"] is True
     run_jobs()

@@ -69,9 +69,23 @@ def smtp_server_process(app, tmp_path):
     env["DATABASE_URL"] = os.environ.get("DATABASE_URL") or app.config["SQLALCHEMY_DATABASE_URI"]
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "smtp-server",
-         "--host", "127.0.0.1", "--port", str(port), "--max-size", "200000"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(Path(sys.executable).parent / "flask"),
+            "--app",
+            "wsgi",
+            "smtp-server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-size",
+            "200000",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         _wait_for_port(port, proc)
@@ -91,23 +105,29 @@ def test_mail_sent_to_the_smtp_server_command_becomes_a_ticket(app, smtp_server_
         code, _ = client.ehlo()
         assert code == 250
         assert int(client.esmtp_features["size"]) == 200000
-        client.sendmail("lee.park@example.org", ["help@city.gov"],
-                        _message("<light-1@example.org>"))
+        client.sendmail(
+            "lee.park@example.org", ["help@city.gov"], _message("<light-1@example.org>")
+        )
         # The 250 came after the commit: the ticket is there now.
         db.session.expire_all()
         row = db.session.scalar(
-            sa.select(Interaction).where(Interaction.provider_id == "<light-1@example.org>"))
+            sa.select(Interaction).where(Interaction.provider_id == "<light-1@example.org>")
+        )
         assert row is not None and row.channel == "email"
         assert "42 Pine Ave" in row.text
         ticket = db.session.get(Ticket, row.ticket_id)
         assert ticket.subject == "Streetlight out on Pine Ave"
 
         # A replay is accepted again and changes nothing.
-        client.sendmail("lee.park@example.org", ["help@city.gov"],
-                        _message("<light-1@example.org>"))
+        client.sendmail(
+            "lee.park@example.org", ["help@city.gov"], _message("<light-1@example.org>")
+        )
         with pytest.raises(smtplib.SMTPSenderRefused) as too_big:
-            client.sendmail("lee.park@example.org", ["help@city.gov"],
-                            _message("<big-1@example.org>") + b"x" * 250_000)
+            client.sendmail(
+                "lee.park@example.org",
+                ["help@city.gov"],
+                _message("<big-1@example.org>") + b"x" * 250_000,
+            )
         assert too_big.value.smtp_code == 552
     db.session.expire_all()
     assert db.session.scalar(sa.select(sa.func.count(Interaction.id))) == 1

@@ -26,8 +26,7 @@ def eml(name: str) -> bytes:
     return (CORPUS / name).read_bytes()
 
 
-def post(client, raw: bytes, *, secret: str | None = SECRET,
-         content_type: str = "message/rfc822"):
+def post(client, raw: bytes, *, secret: str | None = SECRET, content_type: str = "message/rfc822"):
     headers = {"Content-Type": content_type}
     if secret is not None:
         headers["Authorization"] = f"Bearer {secret}"
@@ -40,9 +39,11 @@ def test_missing_or_wrong_secret_is_401_and_nothing_is_stored(client):
         assert resp.status_code == 401
         assert resp.get_json()["error"]["code"] == "unauthorized"
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-    resp = client.post("/webhooks/email", data=eml("gmail_plain.eml"),
-                       headers={"Content-Type": "message/rfc822",
-                                "Authorization": f"Basic {SECRET}"})
+    resp = client.post(
+        "/webhooks/email",
+        data=eml("gmail_plain.eml"),
+        headers={"Content-Type": "message/rfc822", "Authorization": f"Basic {SECRET}"},
+    )
     assert resp.status_code == 401
     assert db.session.scalar(sa.select(sa.func.count(Interaction.id))) == 0
 
@@ -142,8 +143,9 @@ def test_reference_in_the_subject_threads_a_message_without_headers(client):
     assert body["ticket_id"] == opened["ticket_id"]
 
 
-def test_attachments_are_stored_once_and_downloadable_by_agents(client, auth_headers,
-                                                               attachments_dir):
+def test_attachments_are_stored_once_and_downloadable_by_agents(
+    client, auth_headers, attachments_dir
+):
     resp = post(client, eml("attachment_multiple.eml"))
     assert resp.status_code == 202
     row = db.session.get(Interaction, resp.get_json()["interaction_id"])
@@ -163,10 +165,16 @@ def test_attachments_are_stored_once_and_downloadable_by_agents(client, auth_hea
     assert "site-plan.pdf" in download.headers["Content-Disposition"]
     assert download.headers["X-Content-Type-Options"] == "nosniff"
     assert hashlib.sha256(download.data).hexdigest() == pdf["url"].rsplit("/", 1)[1]
-    assert client.get("/api/v1/attachments/" + "0" * 64,
-                      headers=auth_headers("agent")).status_code == 404
-    assert client.get("/api/v1/attachments/..%2f..%2fetc%2fpasswd",
-                      headers=auth_headers("agent")).status_code == 404
+    assert (
+        client.get("/api/v1/attachments/" + "0" * 64, headers=auth_headers("agent")).status_code
+        == 404
+    )
+    assert (
+        client.get(
+            "/api/v1/attachments/..%2f..%2fetc%2fpasswd", headers=auth_headers("agent")
+        ).status_code
+        == 404
+    )
 
 
 def test_path_traversal_file_name_stays_inside_the_store(client, attachments_dir):
@@ -177,10 +185,15 @@ def test_path_traversal_file_name_stays_inside_the_store(client, attachments_dir
     assert all(len(n.removesuffix(".json")) == 64 for n in stored)
 
 
-@pytest.mark.parametrize("name", [
-    "autoreply_auto_submitted.eml", "ooo_outlook_automatic_reply.eml",
-    "ooo_german_abwesenheitsnotiz.eml", "precedence_bulk_newsletter.eml",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "autoreply_auto_submitted.eml",
+        "ooo_outlook_automatic_reply.eml",
+        "ooo_german_abwesenheitsnotiz.eml",
+        "precedence_bulk_newsletter.eml",
+    ],
+)
 def test_auto_replies_are_recorded_but_never_answered(client, run_jobs, name):
     body = post(client, eml(name)).get_json()
     assert body["auto_reply"] is True
