@@ -237,4 +237,7 @@ def live(app: Flask | None = None) -> LiveKnowledgeBase:
             float(app.config.get("KB_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS)),
         )
         app.extensions["civicline_kb"] = holder
+    else:  # read each time so a test (or an operator's config reload) can change it
+        holder.refresh_seconds = float(
+            app.config.get("KB_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS))
     return holder
