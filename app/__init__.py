@@ -47,6 +47,7 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
 
     from app import kb_pages  # noqa: F401  (adds /kb pages to the pages blueprint)
     from app.api import bp as api_bp
+    from app.chat import bp as chat_bp
     from app.console import bp as console_bp
     from app.email_webhooks import bp as email_bp
     from app.health import bp as health_bp
@@ -54,8 +55,11 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     from app.simulator import bp as simulator_bp
     from app.supervisor import bp as supervisor_bp
     from app.twilio_webhooks import bp as twilio_bp
+    from app.walkins import bp as walkins_bp
 
     app.register_blueprint(api_bp)
+    app.register_blueprint(chat_bp)
+    app.register_blueprint(walkins_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(console_bp)

@@ -75,6 +75,11 @@ class SupervisorNamespace(Namespace):
 
 NAMESPACES: list[Namespace] = [AgentNamespace("/agent"), SupervisorNamespace("/supervisor")]
 
+from app.chat import ChatNamespace  # noqa: E402
+from app.walkins import BoardNamespace  # noqa: E402
+
+NAMESPACES += [ChatNamespace("/chat"), BoardNamespace("/board")]
+
 
 def register(socketio) -> None:
     """Bind the namespaces to the server that ``init_app`` just created."""
