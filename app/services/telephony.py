@@ -396,6 +396,10 @@ def apply_status(update: StatusUpdate) -> bool:
                             note=f"provider error {OPTED_OUT_CODE} on {update.provider_id}")
             outbound.fail(row, f"{update.status}: {update.error_message or 'not delivered'}",
                           code=update.error_code)
+            # Keep Twilio's own word for it, so a replayed callback stays a no-op.
+            interaction = db.session.get(Interaction, interaction.id)
+            interaction.delivery_status = update.status
+            db.session.commit()
     return True
 
 
@@ -416,7 +420,7 @@ def apply_call_status(update: StatusUpdate) -> bool:
     if update.status in TERMINAL_STATUSES:
         meta.setdefault("outcome", update.status)
         meta.setdefault("ended_at", utcnow().isoformat() + "Z")
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     db.session.commit()
     if update.status in TERMINAL_STATUSES and interaction.direction == "inbound":
         end_waiting(interaction.ticket_id)
@@ -545,7 +549,7 @@ def start_call(form, step: str, lang: str | None = None) -> tuple[Interaction, T
         meta = dict(interaction.meta or {})
         meta.setdefault("ivr", [{"step": step, "at": utcnow().isoformat() + "Z"}])
         meta["caller"] = _caller(form)
-        interaction.meta = meta
+        interaction.meta = dict(meta)
         db.session.commit()
     return interaction, db.session.get(Ticket, interaction.ticket_id)
 
@@ -563,7 +567,7 @@ def record_step(interaction: Interaction, step: str, form, **extra: Any) -> dict
     status = (form.get("CallStatus") or "").strip().lower()
     if status and tw.should_apply(meta.get("call_status"), status):
         meta["call_status"] = status
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     return meta
 
 
@@ -580,7 +584,7 @@ def voice_language(form) -> str:
     interaction, ticket = start_call(form, "language", lang)
     meta = record_step(interaction, "language", form, language=lang)
     meta["language"] = lang
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     ticket.language = lang
     citizen = db.session.get(Citizen, ticket.citizen_id)
     if citizen is not None and not citizen.language:
@@ -600,13 +604,13 @@ def voice_topic(form, lang: str) -> str:
     if not speech and topic is None:
         attempts = int(meta.get("topic_attempts", 0)) + 1
         meta["topic_attempts"] = attempts
-        interaction.meta = meta
+        interaction.meta = dict(meta)
         db.session.commit()
         if attempts < MAX_TOPIC_ATTEMPTS:
             return tv.ask_topic(lang, step_url("topic", lang=lang))
         return to_agent(interaction, ticket, lang)
     if topic == "agent":
-        interaction.meta = meta
+        interaction.meta = dict(meta)
         return to_agent(interaction, ticket, lang)
     query = speech or next(t.labels[lang] for t in tv.DEFAULT_TOPICS if t.key == topic)
     if topic:
@@ -618,11 +622,11 @@ def voice_topic(form, lang: str) -> str:
             ticket.subject = speech[:300]
     answer = knowledge.answer_for(query, "voice", lang, ticket.id)
     if answer is None or not answer.self_service:
-        interaction.meta = meta
+        interaction.meta = dict(meta)
         return to_agent(interaction, ticket, lang)
     meta["kb"] = {"article_id": answer.article_id, "version": answer.version,
                   "confidence": answer.confidence, "voice_text": answer.text}
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     interaction.kb_article_id, interaction.kb_article_version = answer.article_id, answer.version
     ticket.self_served = True
     db.session.commit()
@@ -698,7 +702,7 @@ def to_agent(interaction: Interaction, ticket: Ticket, lang: str) -> str:
     meta["queue"] = queue.code
     meta["ivr"] = list(meta.get("ivr") or []) + [
         {"step": "enqueue", "queue": queue.code, "at": utcnow().isoformat() + "Z"}]
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     db.session.commit()
     for route in followup.ROUTE_HOOKS:
         route(item.id)
@@ -710,7 +714,7 @@ def _voicemail(interaction: Interaction, ticket: Ticket, meta: dict, lang: str,
     meta["voicemail_reason"] = reason
     meta["ivr"] = list(meta.get("ivr") or []) + [
         {"step": "voicemail_offered", "reason": reason, "at": utcnow().isoformat() + "Z"}]
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     db.session.commit()
     return tv.voicemail(lang, step_url("voicemail", lang=lang),
                         step_url("transcription", lang=lang))
@@ -758,7 +762,7 @@ def voice_callback(form, lang: str) -> str:
     if interaction.contact_point_id is None:
         # A withheld number cannot be called back: the caller stays on hold.
         meta["callback_refused"] = "withheld number"
-        interaction.meta = meta
+        interaction.meta = dict(meta)
         db.session.commit()
         return tv.redirect(step_url("wait", lang=lang))
     item = _call_work_item(ticket.id)
@@ -767,7 +771,7 @@ def voice_callback(form, lang: str) -> str:
         item.outcome = "callback"
     meta["callback_number"] = _caller(form)
     meta["callback_requested_at"] = utcnow().isoformat() + "Z"
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     db.session.commit()
     return tv.callback_confirmed(lang)
 
@@ -799,7 +803,7 @@ def voice_voicemail(form, lang: str) -> str:
     interaction, ticket = start_call(form, "voicemail", lang)
     meta = record_step(interaction, "voicemail", form)
     meta["voicemail"] = {"recording_sid": event.recording_sid, "duration": event.duration}
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     interaction.recording_url = event.recording_url
     if event.duration is not None:
         interaction.duration_seconds = interaction.duration_seconds or event.duration
@@ -827,7 +831,7 @@ def voice_transcription(form) -> bool:
         interaction.transcript = event.transcription_text
     if event.recording_url and not interaction.recording_url:
         interaction.recording_url = event.recording_url
-    interaction.meta = meta
+    interaction.meta = dict(meta)
     db.session.commit()
     return True
 
@@ -843,7 +847,7 @@ def voice_connect(form, agent_id: int, lang: str) -> str:
         meta = record_step(interaction, "connect", form, agent_id=agent_id)
         meta.pop("bridge_pending", None)
         meta["connected_agent_id"] = agent_id
-        interaction.meta = meta
+        interaction.meta = dict(meta)
         db.session.commit()
     return _dial_agent(agent)
 
@@ -914,7 +918,7 @@ def connect_call_for_ticket(ticket_id: int, agent_id: int) -> dict[str, Any]:
             else:
                 meta["bridge_pending"] = agent_id
             meta["bridged_agent_id"] = agent_id
-            call.meta = meta
+            call.meta = dict(meta)
             db.session.commit()
             return {"action": "bridged", "call_sid": call.provider_id,
                     "simulated": client is None}
