@@ -28,6 +28,10 @@
   function render(state) {
     list.textContent = "";
     state.serving.forEach(function (s) { list.appendChild(row(s)); });
+    if (!state.serving.length) {
+      list.appendChild(document.createElement("li")).id = "board-empty";
+      document.getElementById("board-empty").textContent = "No numbers called yet.";
+    }
     state.waiting.forEach(waiting);
   }
 
