@@ -63,6 +63,9 @@ class User(TimestampMixin, db.Model):
     desk: Mapped[str | None] = mapped_column(sa.String(20))
     phone: Mapped[str | None] = mapped_column(sa.String(32))
     missed_offers: Mapped[int] = mapped_column(default=0)
+    # Routing clocks: when the agent last got work or became free, and when wrap-up ends.
+    idle_since: Mapped[datetime | None] = mapped_column()
+    wrap_up_until: Mapped[datetime | None] = mapped_column()
 
     skills: Mapped[list[AgentSkill]] = relationship(
         back_populates="agent", cascade="all, delete-orphan", lazy="selectin"
@@ -365,6 +368,11 @@ class WorkItem(TimestampMixin, db.Model):
     ended_at: Mapped[datetime | None] = mapped_column()
     agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
     outcome: Mapped[str | None] = mapped_column(sa.String(20))
+    # Routing clocks: null queued_at means routing has not seen the item yet.
+    queued_at: Mapped[datetime | None] = mapped_column()
+    sla_due_at: Mapped[datetime | None] = mapped_column()
+    sla_breached: Mapped[bool] = mapped_column(default=False)
+    overflow_stage: Mapped[int] = mapped_column(default=0)
 
 
 class Offer(TimestampMixin, db.Model):
