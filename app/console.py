@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from apiflask import APIBlueprint
 from flask import abort, current_app, redirect, render_template, request, session, url_for
 
+from app.api.schemas import InteractionOut
 from app.auth import current_user, issue_token, token_auth
 from app.extensions import db
-from app.models import OPEN_STATUSES, Offer, Queue, Ticket, User, WorkItem, utcnow
+from app.models import OPEN_STATUSES, Interaction, Offer, Queue, Ticket, User, WorkItem, utcnow
 from app.realtime import ticket_summary
 from app.sockets import agent_queue_codes
 
@@ -120,3 +121,15 @@ def console_presence():
     presence = (request.get_json(silent=True) or {}).get("presence")
     agent = set_presence(current_user().id, presence, current_user())
     return {"presence": agent.presence, "presence_since": agent.presence_since.isoformat() + "Z"}
+
+
+@bp.get("/api/v1/console/interactions/<int:interaction_id>")
+@bp.auth_required(token_auth, roles=["agent"])
+@bp.output(InteractionOut)
+def console_interaction(interaction_id):
+    """Called by the console when a live event names a message of an open ticket (the
+    ticket's opening already audited the read)."""
+    interaction = db.session.get(Interaction, interaction_id)
+    if interaction is None:
+        abort(404, "interaction not found")
+    return interaction

@@ -72,10 +72,26 @@ def _emit(event: str, data: dict, rooms: list[str], namespace: str = "/agent") -
     realtime.emit(event, data, rooms=rooms, namespace=namespace)
 
 
+def _routing():
+    """The routing service when this deployment has it (it owns offers and presence)."""
+    try:
+        from app.services import routing_service
+    except ImportError:
+        return None
+    return routing_service
+
+
 def set_presence(agent_id: int, presence: str | None, actor: User | None) -> User:
     """Change an agent's presence (the agent's own menu, or a supervisor); audited."""
     if presence not in PRESENCES:
         raise Invalid(f"presence must be one of {PRESENCES}", code="invalid_presence")
+    routing = _routing()
+    if routing is not None and presence in routing.SETTABLE_PRESENCES and actor is not None:
+        # Routing offers waiting work or withdraws offers as the presence changes.
+        agent = routing.set_presence(agent_id, presence, actor)
+        _emit("presence.changed", {"agent_id": agent.id, "presence": agent.presence},
+              ["supervisors"], "/supervisor")
+        return agent
     agent = db.session.get(User, agent_id)
     if agent is None:
         raise NotFound(f"agent {agent_id} not found")
@@ -105,6 +121,13 @@ def reassign(ticket: Ticket, agent_id: int, actor: User | None, reason: str = ""
     if ticket.status in ("resolved", "closed"):
         raise Invalid("this ticket is already resolved", code="ticket_resolved")
     previous = ticket.assigned_agent_id
+    routing = _routing()
+    if routing is not None and actor is not None:
+        ticket = routing.transfer(ticket, actor, agent_id=agent.id, reason=reason)
+        audit(actor, "ticket.reassign", "ticket", ticket.reference,
+              {"from": previous, "to": agent.id, "reason": reason})
+        db.session.commit()
+        return ticket
     now = utcnow()
     ticket.assigned_agent_id = agent.id
     if ticket.status == "new":

@@ -112,8 +112,9 @@ def list_audit(query):
     if "before" in query:
         stmt = stmt.where(AuditLog.id < query["before"])
     rows = db.session.scalars(stmt).all()
-    names = dict(db.session.execute(sa.select(User.id, User.email).where(
-        User.id.in_({r.actor_id for r in rows if r.actor_id})))) if rows else {}
+    actor_ids = {r.actor_id for r in rows if r.actor_id}
+    names = {uid: email for uid, email in db.session.execute(
+        sa.select(User.id, User.email).where(User.id.in_(actor_ids)))} if actor_ids else {}
     return {"items": [{"id": r.id, "at": r.at.isoformat() + "Z", "actor_id": r.actor_id,
                        "actor": names.get(r.actor_id), "action": r.action,
                        "object_type": r.object_type, "object_id": r.object_id,

@@ -51,7 +51,7 @@ COUNTERS = (
 )
 WAITING_STATUSES = ("waiting", "offered")
 ABANDONED = ("abandoned",)
-CALLBACK = ("callback", "callback_requested")
+CALLBACK = ("callback", "callback_requested", "scheduled")
 SYNC_CHANNELS = ("voice", "chat", "walkin")
 # Inbound lines within this long after the first answer belong to the same live contact.
 SAME_CONTACT_WINDOW = timedelta(minutes=30)

@@ -112,7 +112,7 @@ def send_survey(ticket_id: int) -> Interaction | None:
     from app.services import outbound
 
     ticket = db.session.get(Ticket, ticket_id)
-    if ticket is None or ticket.status not in ("resolved", "closed") or ticket.self_served:
+    if ticket is None or ticket.status not in ("resolved", "closed") or _self_served_only(ticket):
         return None
     if _already_asked(ticket.id):
         return None
@@ -136,6 +136,11 @@ def send_survey(ticket_id: int) -> Interaction | None:
         log.info("no survey for %s: %s", ticket.reference, exc.message)
         db.session.rollback()
         return None
+
+
+def _self_served_only(ticket: Ticket) -> bool:
+    """Answered by the knowledge base alone: no agent ever had it."""
+    return bool(ticket.self_served) and ticket.assigned_agent_id is None
 
 
 def _already_asked(ticket_id: int) -> bool:
@@ -218,7 +223,8 @@ def _note_resolutions(session, _flush_context) -> None:
 
     for obj in session.dirty:
         if isinstance(obj, Ticket) and obj.status in ("resolved", "closed") \
-                and not obj.self_served and not getattr(obj, "_metrics_skip_resolution", False):
+                and not _self_served_only(obj) \
+                and not getattr(obj, "_metrics_skip_resolution", False):
             history = inspect(obj).attrs["status"].history
             if history.added and history.deleted and history.deleted[0] in OPEN_STATUSES:
                 session.info.setdefault("civicline_resolved", set()).add(obj.id)
