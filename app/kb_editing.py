@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -323,10 +322,6 @@ def seed_demo_articles(echo: Callable[[str], None] = print) -> None:
     if report.created or report.new_versions or report.updated:
         echo(f"  knowledge base: {len(report.created)} new, {len(report.new_versions)} "
              f"changed, {len(report.unchanged)} unchanged articles")
-
-
-def parse_review_by(value: Any) -> date | None:
-    return value if isinstance(value, date) or value is None else date.fromisoformat(value)
 
 
 if seed_demo_articles not in SEED_HOOKS:

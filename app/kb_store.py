@@ -11,8 +11,9 @@ database. Writes in this process update it at once. Writes in other processes (a
 web worker, a CLI import) are noticed through a cheap generation check, at most every
 ``KB_REFRESH_SECONDS`` (2 by default): a ``kb_generation`` counter that every write bumps
 in its own transaction, plus the count, latest ``updated_at`` and version sum of the
-articles (so edits made outside the app are noticed too). When it moved, the index is
-rebuilt off to the side while searches keep using the old one, then swapped in.
+articles (so edits made outside the app are noticed too). When it moved, the articles
+changed since the last seen change are re-indexed (a handful of rows); the whole index is
+rebuilt only when articles disappeared or the change cannot be found that way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +34,8 @@ from knowledge_base import Article, KnowledgeBase
 
 GENERATION_COUNTER = "kb_generation"
 DEFAULT_REFRESH_SECONDS = 2.0
+# Other processes' clocks may lag ours a little: re-read changes this much older too.
+CATCH_UP_SLACK_SECONDS = 60
 
 
 def to_article(row: KBArticle, version: KBArticleVersion, *, key: str = "id") -> Article:
@@ -186,12 +190,31 @@ class LiveKnowledgeBase:
             return self._kb  # type: ignore[return-value]
         if now - self._checked_at >= self.refresh_seconds:
             self._checked_at = now
-            if generation() != self._generation and self._rebuilding.acquire(blocking=False):
+            seen = generation()
+            if seen != self._generation and self._rebuilding.acquire(blocking=False):
                 try:
-                    self._rebuild()
+                    self._catch_up(seen)
                 finally:
                     self._rebuilding.release()
         return self._kb
+
+    def _catch_up(self, seen: tuple) -> None:
+        """Apply other processes' writes: re-index the articles changed since the last
+        seen change (a few rows, milliseconds); rebuild only when articles disappeared or
+        no changed row can be found (an edit outside the app, or clocks far apart)."""
+        old = self._generation
+        if old is None or old[2] is None or seen[1] < old[1]:
+            self._rebuild()
+            return
+        since = old[2] - timedelta(seconds=CATCH_UP_SLACK_SECONDS)
+        rows = db.session.execute(_current_rows(KBArticle.updated_at >= since)).all()
+        if not rows:
+            self._rebuild()
+            return
+        with self.lock:
+            for row, version in rows:
+                self._kb.upsert(to_article(row, version))  # type: ignore[union-attr]
+            self._generation = seen
 
     def _rebuild(self) -> None:
         seen = generation()
