@@ -69,6 +69,7 @@
     if (!body.trim()) return;
     addSms("out", body);
     $("sms-body").value = "";
+    $("sms-status").textContent = "Sending…";
     const r = await twilioPost("/webhooks/twilio/sms", {
       MessageSid: sid("SM"), AccountSid: cfg.account, From: number(), To: cfg.city,
       Body: body, NumMedia: "0", SmsStatus: "received", ApiVersion: "2010-04-01",
@@ -136,7 +137,7 @@
       const verb = verbs[i];
       switch (verb.tagName) {
         case "Say": say(verb); break;
-        case "Play": if (!call.queue) line("(music)"); break;
+        case "Play": if (!call.inWaitDoc) line("(music)"); break;
         case "Gather":
           Array.from(verb.children).forEach((child) => { if (child.tagName === "Say") say(child); });
           verb.rest = verbs.slice(i + 1);
@@ -169,13 +170,20 @@
   }
   function say(verb) {
     const text = verb.textContent.trim();
-    if (call.queue) $("call-hold").textContent = text; else line(text, verb.getAttribute("language"));
+    if (call.inWaitDoc) call.holdText.push(text); else line(text, verb.getAttribute("language"));
   }
   async function fetchWait() {
     if (!call.queue || call.ended) return;
     const waited = Math.round((Date.now() - call.queue.since) / 1000);
     showInput(null);
-    await request(call.queue.waitUrl, { QueueTime: String(waited), QueueSid: "QU" + "0".repeat(32) });
+    call.inWaitDoc = true;
+    call.holdText = [];
+    try {
+      await request(call.queue.waitUrl, { QueueTime: String(waited), QueueSid: "QU" + "0".repeat(32) });
+    } finally {
+      call.inWaitDoc = false;
+      if (call.holdText.length && call.queue) $("call-hold").textContent = call.holdText.join(" ");
+    }
   }
   async function answerGather(extra) {
     const gather = call.gather;
@@ -238,7 +246,7 @@
     $("call-hangup").disabled = true;
     $("call-start").disabled = false;
     $("call-hold").textContent = "";
-    status(byLine ? "The call ended." : "You hung up.");
+    status("Ending the call…");
     const base = { CallSid: callSid, AccountSid: cfg.account, From: number(), To: cfg.city, Direction: "inbound" };
     if (call.queue) {
       const waited = String(Math.round((Date.now() - call.queue.since) / 1000));

@@ -88,10 +88,10 @@ def twilio_http(app):
 def test_missing_or_wrong_signature_is_403_with_twiml_and_stores_nothing(client):
     form = sms_form("hello")
     missing = client.post("/webhooks/twilio/sms", data=form)
+    url = "http://localhost/webhooks/twilio/sms"
     wrong = client.post("/webhooks/twilio/sms", data=form,
-                        headers={"X-Twilio-Signature": tw.sign("other-token", "http://localhost/webhooks/twilio/sms", form)})
-    tampered_sig = tw.sign(client.application.config["TWILIO_AUTH_TOKEN"],
-                           "http://localhost/webhooks/twilio/sms", form)
+                        headers={"X-Twilio-Signature": tw.sign("other-token", url, form)})
+    tampered_sig = tw.sign(client.application.config["TWILIO_AUTH_TOKEN"], url, form)
     tampered = client.post("/webhooks/twilio/sms", data={**form, "Body": "changed"},
                            headers={"X-Twilio-Signature": tampered_sig})
     for response in (missing, wrong, tampered):
