@@ -489,7 +489,7 @@
       el("span", { class: "tag", text: cp.verified ? "verified" : "not verified" }))));
     add("Contact points", contacts);
     add("Channel preferences", (p.preferred_channels || []).join(" › ") || "none stated");
-    if (entry.options) add("Reply channel", `${entry.options.default || "none"}: ${entry.options.reason}`);
+    if (entry.options) add("Why this reply channel", entry.options.reason || "no reachable channel");
     const stats = p.channel_stats || {};
     const csat = Object.entries(stats).filter(([, v]) => v && v.csat_n).map(([ch, v]) => `${ch} ${(v.csat_sum / v.csat_n).toFixed(1)}/5 (${v.csat_n})`);
     add("Satisfaction", csat.join(", ") || "no surveys yet");

@@ -266,4 +266,5 @@
   connect();
   loadReports();
   loadAudit();
+  setInterval(loadReports, 5 * 60 * 1000);
 })();
