@@ -1,0 +1,267 @@
+"""SMS webhook throughput and latency, served by gunicorn on PostgreSQL and Redis.
+
+What it does, in one run:
+
+1. Resets the database named by ``DATABASE_URL`` (drops and recreates the ``public``
+   schema, then ``flask db upgrade``: a fresh schema from the migrations) and flushes the
+   Redis database of ``REDIS_URL``. Use a database of its own: everything in it is lost.
+2. Serves the app with gunicorn:
+   ``gunicorn -w 2 --threads 8 -k gthread -b 127.0.0.1:PORT wsgi:app``
+   (``--workers`` / ``--threads`` change it), with ``TWILIO_AUTH_TOKEN`` set so every
+   webhook's signature is really checked. Follow-up jobs go to RQ and wait there: no
+   worker runs, so only the webhook (verify, parse, intake, commit, enqueue) is timed.
+3. From this process (an asyncio/aiohttp client), at fixed concurrency:
+   * signed ``POST /webhooks/twilio/sms`` for ``--seconds`` (30% of messages from
+     returning numbers, 2% replays of an earlier MessageSid): the peak rate;
+   * ``GET /static/simulator.js`` (a small static file) of the same server for the
+     same time: the trivial baseline;
+   * signed SMS webhooks paced at half the peak rate (open loop): p99 there.
+4. Counts errors and duplicate interactions (two rows for one MessageSid; must be 0).
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1/civicline_bench \\
+    REDIS_URL=redis://127.0.0.1:6379/14 python bench/sms_webhook.py [--seconds 30]
+
+Last line: ``sms/trivial ratio: 0.31, p99 at half peak: 23 ms``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from channels.twilio import sign  # noqa: E402
+
+TOKEN = "bench-twilio-auth-token"
+CITY = "+15555550100"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reset_database(env: dict[str, str]) -> None:
+    import redis
+    import sqlalchemy as sa
+
+    from app.config import _database_url
+
+    engine = sa.create_engine(_database_url())
+    if engine.dialect.name != "postgresql":
+        raise SystemExit("DATABASE_URL must point at PostgreSQL")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    print("fresh schema from the migrations; Redis flushed", flush=True)
+
+
+class Messages:
+    """Twilio's SMS webhook forms: new and returning numbers, and a few replays."""
+
+    def __init__(self, base: str, seed: int = 11):
+        self.url = base + "/webhooks/twilio/sms"
+        self.rng = random.Random(seed)
+        self.n = 0
+        self.sent: list[dict[str, str]] = []
+        self.numbers: list[str] = []
+
+    def next(self) -> tuple[dict[str, str], dict[str, str]]:
+        self.n += 1
+        if self.sent and self.rng.random() < 0.02:
+            form = self.rng.choice(self.sent)  # a replayed webhook
+        else:
+            if self.numbers and self.rng.random() < 0.3:
+                sender = self.rng.choice(self.numbers)
+            else:
+                sender = f"+1555{3000000 + self.n:07d}"
+                self.numbers.append(sender)
+            form = {"MessageSid": f"SM{os.getpid():08x}{self.n:024x}",
+                    "AccountSid": "AC" + "0" * 32, "From": sender, "To": CITY,
+                    "NumMedia": "0", "SmsStatus": "received",
+                    "Body": self.rng.choice(["When is my property tax due?",
+                                             "how do I renew my passport",
+                                             "pothole on Elm St 🕳️", "necesito ayuda"])}
+            self.sent.append(form)
+        return form, {"X-Twilio-Signature": sign(TOKEN, self.url, form)}
+
+
+class Stats:
+    def __init__(self, name: str):
+        self.name, self.latencies, self.errors, self.started = name, [], 0, time.monotonic()
+
+    def report(self, elapsed: float) -> dict[str, float]:
+        ok = len(self.latencies)
+        return {"rps": ok / elapsed, "p50": percentile(self.latencies, 0.5) * 1000,
+                "p99": percentile(self.latencies, 0.99) * 1000, "errors": self.errors, "n": ok}
+
+
+async def _one(session, stats: Stats, method: str, url: str, data=None, headers=None) -> None:
+    start = time.perf_counter()
+    try:
+        async with session.request(method, url, data=data, headers=headers) as response:
+            await response.read()
+            if response.status != 200:
+                stats.errors += 1
+                return
+    except Exception:  # noqa: BLE001 - a failed request is counted, not fatal
+        stats.errors += 1
+        return
+    stats.latencies.append(time.perf_counter() - start)
+
+
+async def _progress(stats: Stats, stop_at: float) -> None:
+    while time.monotonic() < stop_at:
+        await asyncio.sleep(5)
+        elapsed = time.monotonic() - stats.started
+        print(f"  {stats.name}: {len(stats.latencies)} ok, {stats.errors} errors, "
+              f"{len(stats.latencies) / elapsed:.0f} req/s", flush=True)
+
+
+async def closed_loop(name: str, request, seconds: float, concurrency: int) -> dict:
+    import aiohttp
+
+    stats = Stats(name)
+    stop_at = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def worker():
+            while time.monotonic() < stop_at:
+                method, url, data, headers = request()
+                await _one(session, stats, method, url, data, headers)
+
+        ticker = asyncio.create_task(_progress(stats, stop_at))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        ticker.cancel()
+    return stats.report(time.monotonic() - stats.started)
+
+
+async def paced(name: str, request, seconds: float, rate: float, concurrency: int) -> dict:
+    """Open loop: start requests at ``rate`` per second whatever the answers do."""
+    import aiohttp
+
+    stats = Stats(name)
+    stop_at = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency * 4)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        ticker = asyncio.create_task(_progress(stats, stop_at))
+        tasks, interval, due = [], 1.0 / rate, time.monotonic()
+        while due < stop_at:
+            method, url, data, headers = request()
+            tasks.append(asyncio.create_task(_one(session, stats, method, url, data, headers)))
+            due += interval
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.gather(*tasks)
+        ticker.cancel()
+    return stats.report(seconds)
+
+
+def duplicates() -> tuple[int, int]:
+    import sqlalchemy as sa
+
+    from app.config import _database_url
+
+    engine = sa.create_engine(_database_url())
+    with engine.connect() as conn:
+        dupes = conn.scalar(sa.text(
+            "SELECT count(*) FROM (SELECT provider_id FROM interactions WHERE channel = 'sms' "
+            "AND direction = 'inbound' GROUP BY provider_id HAVING count(*) > 1) d"))
+        total = conn.scalar(sa.text(
+            "SELECT count(*) FROM interactions WHERE channel = 'sms' AND direction = 'inbound'"))
+    engine.dispose()
+    return dupes, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+        raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": base,
+           "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_SIMULATOR": "1", "FLASK_APP": "wsgi"}
+    reset_database(env)
+    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads",
+                str(args.threads), "-k", "gthread", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", "wsgi:app"]
+    print("serving: " + " ".join(gunicorn[2:]), flush=True)
+    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(base + "/static/simulator.js", server)
+        messages = Messages(base)
+
+        def sms_request():
+            form, headers = messages.next()
+            return "POST", messages.url, form, headers
+
+        def trivial_request():
+            return "GET", base + "/static/simulator.js", None, None
+
+        print(f"SMS webhooks, {args.concurrency} concurrent, {args.seconds:.0f} s", flush=True)
+        sms = asyncio.run(closed_loop("sms", sms_request, args.seconds, args.concurrency))
+        print(f"static file, {args.concurrency} concurrent, {args.seconds:.0f} s", flush=True)
+        trivial = asyncio.run(closed_loop("trivial", trivial_request, args.seconds,
+                                          args.concurrency))
+        half = max(1.0, sms["rps"] / 2)
+        print(f"SMS webhooks paced at {half:.0f} req/s (half the peak), {args.seconds:.0f} s",
+              flush=True)
+        paced_sms = asyncio.run(paced("sms@half", sms_request, args.seconds, half,
+                                      args.concurrency))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    dupes, total = duplicates()
+    results = (("sms webhook", sms), ("static file", trivial), ("sms at half peak", paced_sms))
+    for name, r in results:
+        print(f"{name:>17}: {r['rps']:8.1f} req/s  p50 {r['p50']:7.1f} ms  "
+              f"p99 {r['p99']:7.1f} ms  errors {r['errors']}  ({r['n']} ok)")
+    print(f"inbound SMS interactions: {total}; duplicate interactions: {dupes}")
+    print(f"sms/trivial ratio: {sms['rps'] / trivial['rps']:.2f}, "
+          f"p99 at half peak: {paced_sms['p99']:.0f} ms")
+
+
+def _wait_for(url: str, server: subprocess.Popen) -> None:
+    import urllib.request
+
+    for _ in range(200):
+        if server.poll() is not None:
+            raise SystemExit("gunicorn exited: " + server.stderr.read().decode()[-2000:])
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+if __name__ == "__main__":
+    main()
