@@ -32,6 +32,8 @@ PACE_SECONDS = 1.05  # the chat allows 10 messages per 10 s per connection
 
 PREPARE = """
 import sys
+import uuid
+import sqlalchemy as sa
 from flask_migrate import upgrade
 from app import create_app
 from app.auth import issue_token
@@ -40,10 +42,13 @@ from app.models import Queue, User
 app = create_app()
 with app.app_context():
     upgrade(directory=sys.argv[1])
-    db.session.add(Queue(code="permits", name="Permits", channels=["chat"], max_wait_seconds=3600))
+    if db.session.scalar(sa.select(Queue).where(Queue.code == "permits")) is None:
+        db.session.add(Queue(code="permits", name="Permits", channels=["chat"],
+                             max_wait_seconds=3600))
+    run = uuid.uuid4().hex[:8]
     tokens = []
     for i in range(int(sys.argv[2])):
-        user = User(email=f"bench-agent{i}@example.org", role="agent", password_hash="",
+        user = User(email=f"bench-{run}-agent{i}@example.org", role="agent", password_hash="",
                     name=f"Agent {i}")
         user.set_password("bench-password")
         db.session.add(user)
@@ -135,7 +140,7 @@ async def resident(url: str, index: int, agent, messages: int, tally: Tally,
         await client.call("chat.start", {"name": f"Resident {index}"}, namespace="/chat",
                           timeout=60)
         opening = await client.call("chat.message", {"text": "I need help with a permit",
-                                                     "client_id": f"open-{index}",
+                                                     "client_id": f"open-{index}-{os.getpid()}",
                                                      "topic": "permits"},
                                     namespace="/chat", timeout=60)
         ticket_id = int(opening["reference"].rsplit("-", 1)[1])
@@ -147,9 +152,13 @@ async def resident(url: str, index: int, agent, messages: int, tally: Tally,
             began = time.perf_counter()
             tag = f"bench {index}-{m}"
             tally.sent_at[tag] = time.perf_counter()
-            ack = await client.call("chat.message", {"text": tag, "client_id": f"m{index}-{m}"},
-                                    namespace="/chat", timeout=60)
-            if not ack.get("ok"):
+            try:
+                ack = await client.call("chat.message",
+                                        {"text": tag, "client_id": f"m{index}-{m}"},
+                                        namespace="/chat", timeout=30)
+            except socketio.exceptions.TimeoutError:
+                ack = {"ok": None}  # no answer: counted lost unless it reaches the agent
+            if ack.get("ok") is False:
                 tally.errors += 1
                 del tally.sent_at[tag]
             await asyncio.sleep(max(0.0, PACE_SECONDS - (time.perf_counter() - began)))
