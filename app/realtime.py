@@ -24,8 +24,8 @@ def emit(event: str, data: dict[str, Any], *, rooms: list[str], namespace: str =
     if current_app.config.get("REALTIME_DISABLED"):
         return
     try:
-        for room in rooms:
-            socketio.emit(event, data, to=room, namespace=namespace)
+        # One emit to all rooms: a client in several of them gets the event once.
+        socketio.emit(event, data, to=list(dict.fromkeys(rooms)), namespace=namespace)
     except Exception:  # noqa: BLE001 - clients resync from the API on reconnect
         log.warning("realtime emit of %s failed", event, exc_info=True)
 

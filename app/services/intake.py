@@ -200,11 +200,15 @@ def _add_thread_keys(msg: InboundMessage, ticket: Ticket, found_by: str | None) 
         db.session.add(ThreadKey(kind="email", key=msg.provider_id, ticket_id=ticket.id))
     for kind in ("chat_session", "walkin_visit", "call_sid"):
         if keys.get(kind) and kind != found_by:
-            exists = db.session.scalar(
-                sa.select(ThreadKey.id).where(ThreadKey.kind == kind, ThreadKey.key == str(keys[kind]))
+            existing = db.session.scalar(
+                sa.select(ThreadKey).where(ThreadKey.kind == kind, ThreadKey.key == str(keys[kind]))
             )
-            if exists is None:
+            if existing is None:
                 db.session.add(ThreadKey(kind=kind, key=str(keys[kind]), ticket_id=ticket.id))
+            elif existing.ticket_id != ticket.id:
+                # The key led to a closed ticket and this message opened a new one: later
+                # messages of the same chat, call or visit belong to the new ticket.
+                existing.ticket_id = ticket.id
 
 
 def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:

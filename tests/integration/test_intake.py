@@ -181,3 +181,19 @@ def test_failed_payloads_are_listed_for_administrators(client, auth_headers):
     assert item["source"] == "email" and item["preview"] == "not a message"
     assert client.get("/api/v1/failed-payloads",
                       headers=auth_headers("supervisor")).status_code == 403
+
+
+def test_chat_after_its_ticket_closed_starts_one_new_ticket(app):
+    first = intake(InboundMessage(channel="chat", provider_id="c1", sender="visitor-9",
+                                  text="hi", thread_keys={"chat_session": "S9"}), follow_up=False)
+    ticket = db.session.get(Ticket, first.ticket_id)
+    ticket.status = "closed"
+    db.session.commit()
+    second = intake(InboundMessage(channel="chat", provider_id="c2", sender="visitor-9",
+                                   text="back again", thread_keys={"chat_session": "S9"}),
+                    follow_up=False)
+    third = intake(InboundMessage(channel="chat", provider_id="c3", sender="visitor-9",
+                                  text="and again", thread_keys={"chat_session": "S9"}),
+                   follow_up=False)
+    assert second.ticket_id != first.ticket_id
+    assert third.ticket_id == second.ticket_id
