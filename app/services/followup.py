@@ -75,8 +75,12 @@ def process_inbound(interaction_id: int) -> None:
         db.session.commit()
         return
     item = ensure_work_item(ticket)
+    created = item is not None and item.id is None
     db.session.commit()
-    if item is not None:
+    # Only a work item that just entered its queue needs a routing decision now; one that
+    # already waits (a resident adding lines to a chat or a text thread) keeps its place
+    # and is routed by the periodic tick and by agents freeing up.
+    if created:
         for route in ROUTE_HOOKS:
             route(item.id)
 
