@@ -37,6 +37,7 @@ from app.models import (
     Ticket,
     User,
     WorkItem,
+    ticket_reference,
     utcnow,
 )
 
@@ -351,8 +352,10 @@ def _presence_counts() -> dict[str, int]:
 
 def live_agents(now: datetime) -> list[dict[str, Any]]:
     """Who is on what, for how long (signed-in agents only)."""
-    agents = db.session.scalars(
-        sa.select(User).where(User.active.is_(True), User.presence != "offline")
+    agents = db.session.execute(
+        sa.select(User.id, User.name, User.email, User.role, User.presence,
+                  User.presence_since)
+        .where(User.active.is_(True), User.presence != "offline")
         .order_by(User.name).limit(500)).all()
     work = db.session.execute(
         sa.select(WorkItem.agent_id, WorkItem.ticket_id, WorkItem.channel, WorkItem.assigned_at,
@@ -362,8 +365,8 @@ def live_agents(now: datetime) -> list[dict[str, Any]]:
     ).all() if agents else []
     by_agent: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for agent_id, ticket_id, channel, assigned_at, created in work:
-        reference = Ticket(id=ticket_id, created_at=created).reference
-        by_agent[agent_id].append({"ticket_id": ticket_id, "reference": reference,
+        by_agent[agent_id].append({"ticket_id": ticket_id,
+                                   "reference": ticket_reference(ticket_id, created.year),
                                    "channel": channel,
                                    "seconds": _seconds(now, assigned_at)})
     return [{"id": a.id, "name": a.name or a.email, "role": a.role, "presence": a.presence,
