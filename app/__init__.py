@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from apiflask import APIFlask
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app.config import Config, config_from_env
@@ -102,6 +103,29 @@ def _register_errors(app: APIFlask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         return {"error": {"code": _code_for(exc.code or 500), "message": exc.description}}, exc.code
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def _database_unavailable(exc):
+        # The database is down or restarting: nothing was stored, so answer 503 and let
+        # the provider (Twilio, the mail relay) or the client retry; never a 2xx.
+        from flask import Response, request
+
+        from app.extensions import db
+
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - the connection is already gone
+            db.session.remove()
+        logging.getLogger(__name__).warning("database unavailable: %s", str(exc).splitlines()[0])
+        headers = {"Retry-After": "5"}
+        if request.path.startswith("/webhooks/twilio"):
+            return Response('<?xml version="1.0" encoding="UTF-8"?><Response />', 503,
+                            headers, mimetype="text/xml")
+        body = {"error": {"code": "database_unavailable",
+                          "message": "The database is unavailable; try again shortly."}}
+        return body, 503, headers
 
 
 def _code_for(status: int) -> str:

@@ -38,6 +38,16 @@ def _database_url() -> str:
     return url
 
 
+def _from_factory(spec: str | None):
+    """Call ``package.module:callable`` (or a dotted path) and return what it builds."""
+    if not spec:
+        return None
+    import importlib
+
+    module, _, name = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    return getattr(importlib.import_module(module), name)()
+
+
 class ConfigError(RuntimeError):
     """A configuration that must not be run; raised at start, never mid-call."""
 
@@ -61,7 +71,10 @@ class Config:
     # Simulator mode: outbound SMS and calls stay in the simulator outbox even with credentials.
     TWILIO_SIMULATOR = _env("TWILIO_SIMULATOR", "0") == "1"
     # A twilio.http.HttpClient to use instead of the network (tests inject a recording one).
-    TWILIO_HTTP_CLIENT = None
+    # TWILIO_HTTP_CLIENT_FACTORY ("package.module:callable") builds one in every process,
+    # workers included; it exists for fault tests and staging, never for production.
+    TWILIO_HTTP_CLIENT_FACTORY = _env("TWILIO_HTTP_CLIENT_FACTORY")
+    TWILIO_HTTP_CLIENT = _from_factory(TWILIO_HTTP_CLIENT_FACTORY)
     # The /simulator page and its request-signing endpoint (off in production).
     SIMULATOR_ENABLED = _env("SIMULATOR_ENABLED", "1") == "1"
     SMTP_URL = _env("SMTP_URL")
@@ -75,6 +88,15 @@ class Config:
     PORT = _int("PORT", 5000)
     RATELIMIT_STORAGE_URI = _env("REDIS_URL", "memory://")
     RATELIMIT_ENABLED = True
+    # Rate limits never turn a Redis outage into errors: limits fall back to memory.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
+    # Outbox sweep: rows pending this long lost their job; a row "sending" longer than
+    # the timeout lost its worker mid-send and is settled as "unknown".
+    OUTBOX_STALE_SECONDS = _int("OUTBOX_STALE_SECONDS", 300)
+    OUTBOX_SENDING_TIMEOUT = _int("OUTBOX_SENDING_TIMEOUT", 300)
+    # Privacy: closed tickets older than this are anonymized by the retention job.
+    RETENTION_DAYS = _int("RETENTION_DAYS", 730)
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     # apiflask: keep the OpenAPI document under the API prefix.

@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
+
+# Redis being unreachable, as opposed to a bug: these park jobs instead of failing callers.
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 QUEUES = ("inbound", "outbound", "default", "scheduled")
 
@@ -71,6 +76,8 @@ class Schedule:
 SCHEDULES: list[Schedule] = [
     Schedule("routing-tick", "app.tasks.routing_tick", 5),
     Schedule("outbox-sweep", "app.tasks.sweep_outbox", 60),
+    Schedule("pending-jobs", "app.tasks.requeue_pending_jobs", 10),
+    Schedule("retention", "app.tasks.apply_retention", 3600),
 ]
 
 
@@ -257,6 +264,14 @@ class RQRunner(JobRunner):
         return Queue(name, connection=self.connection)
 
     def enqueue(self, spec, args, *, delay, job_id, queue) -> str:
+        """Enqueue on RQ; while Redis is unreachable, park the job in the database instead
+        (the ``pending-jobs`` schedule re-enqueues it), so callers never fail after commit."""
+        try:
+            return self.enqueue_now(spec, args, delay=delay, job_id=job_id, queue=queue)
+        except REDIS_ERRORS as exc:
+            return park(spec.name, args, delay=delay, job_id=job_id, queue=queue, error=exc)
+
+    def enqueue_now(self, spec, args, *, delay, job_id, queue) -> str:
         from datetime import timedelta
 
         from rq import Retry
@@ -354,7 +369,68 @@ def periodic_loop(app: Flask, connection, stop: threading.Event) -> None:
         for schedule in SCHEDULES:
             slot = int(now // schedule.every_seconds)
             key = f"civicline:schedule:{schedule.id}:{slot}"
-            if connection.set(key, "1", nx=True, ex=schedule.every_seconds * 2):
-                with app.app_context():
-                    enqueue(schedule.func, queue=schedule.queue)
+            try:
+                if connection.set(key, "1", nx=True, ex=schedule.every_seconds * 2):
+                    with app.app_context():
+                        spec = resolve(schedule.func)
+                        app.extensions["civicline_jobs"].enqueue_now(
+                            spec, (), delay=None, job_id=None, queue=schedule.queue)
+            except REDIS_ERRORS as exc:
+                # Redis is down: skip this slot; the schedules resume when it answers.
+                log.warning("schedule %s skipped: Redis unreachable (%s)", schedule.id, exc)
+                break
+            except Exception:  # noqa: BLE001 - one bad schedule must not stop the others
+                log.exception("schedule %s could not be enqueued", schedule.id)
         stop.wait(1.0)
+
+
+def park(name: str, args: tuple, *, delay: float | None, job_id: str | None, queue: str,
+         error: BaseException) -> str:
+    """Keep a job whose enqueue failed in ``pending_jobs`` (its own transaction)."""
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import PendingJob, utcnow
+
+    values = {"created_at": utcnow(), "func": name, "args": list(args), "job_id": job_id,
+              "queue": queue, "delay_seconds": delay, "attempts": 0,
+              "last_error": f"{type(error).__name__}: {error}"[:300]}
+    try:
+        with db.engine.begin() as conn:
+            if job_id is None or conn.execute(
+                    sa.select(PendingJob.id).where(PendingJob.job_id == job_id)).first() is None:
+                conn.execute(sa.insert(PendingJob).values(**values))
+    except Exception:  # noqa: BLE001 - the caller's data is committed; never fail it now
+        log.exception("job %s%s lost: Redis and the database both failed", name, args)
+    else:
+        log.warning("Redis unreachable (%s): job %s%s parked for the pending-jobs sweep",
+                    error, name, args)
+    return job_id or f"parked-{uuid.uuid4().hex}"
+
+
+def requeue_pending(limit: int = 1000) -> int:
+    """Re-enqueue parked jobs, oldest first, until Redis fails again; returns how many."""
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import PendingJob
+
+    runner: JobRunner = current_app.extensions["civicline_jobs"]
+    rows = db.session.scalars(sa.select(PendingJob).order_by(PendingJob.id).limit(limit)).all()
+    done = 0
+    for row in rows:
+        try:
+            enqueue_now = getattr(runner, "enqueue_now", runner.enqueue)
+            enqueue_now(resolve(row.func), tuple(row.args), delay=row.delay_seconds,
+                        job_id=row.job_id, queue=row.queue)
+        except REDIS_ERRORS as exc:
+            row.attempts += 1
+            row.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            db.session.commit()
+            break
+        # Deleted after the enqueue: a crash in between enqueues twice, and jobs are
+        # safe to run twice.
+        db.session.delete(row)
+        db.session.commit()
+        done += 1
+    return done

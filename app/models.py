@@ -539,3 +539,22 @@ class MetricsHourly(db.Model):
     survey_points: Mapped[int] = mapped_column(default=0, server_default="0")
     kb_queries: Mapped[int] = mapped_column(default=0, server_default="0")
     kb_self_served: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class PendingJob(db.Model):
+    """A job whose enqueue failed after its data was committed (Redis unreachable).
+
+    The ``requeue_pending_jobs`` schedule re-enqueues these once Redis answers, so a Redis
+    outage delays follow-up work but never loses it."""
+
+    __tablename__ = "pending_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    func: Mapped[str] = mapped_column(sa.String(200))
+    args: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+    job_id: Mapped[str | None] = mapped_column(sa.String(100), unique=True)
+    queue: Mapped[str] = mapped_column(sa.String(20))
+    delay_seconds: Mapped[float | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))

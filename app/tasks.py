@@ -42,3 +42,19 @@ def deliver_outbox(outbox_id: int) -> None:
     from app.services import outbound
 
     outbound.deliver(outbox_id)
+
+
+@job(queue="scheduled")
+def requeue_pending_jobs() -> None:
+    """Triggered every few seconds: re-enqueue jobs parked while Redis was unreachable."""
+    from app import jobs
+
+    jobs.requeue_pending()
+
+
+@job(queue="scheduled")
+def apply_retention() -> None:
+    """Triggered hourly: anonymize closed tickets older than ``RETENTION_DAYS``."""
+    from app.services import privacy
+
+    privacy.apply_retention()

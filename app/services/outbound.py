@@ -172,7 +172,12 @@ def deliver(outbox_id: int) -> None:
     row = db.session.get(Outbox, outbox_id, with_for_update=True)
     if row is None:
         raise NotFound(f"outbox row {outbox_id} not found")
-    if row.status in ("sent", "failed", "cancelled"):
+    if row.status in ("sent", "failed", "cancelled", "unknown"):
+        db.session.rollback()
+        return
+    if row.status == "sending":
+        # An earlier attempt started sending and has not finished (or its worker died):
+        # sending again could duplicate the message. The sweep settles it after the lease.
         db.session.rollback()
         return
     interaction = db.session.get(Interaction, row.interaction_id)
@@ -182,6 +187,9 @@ def deliver(outbox_id: int) -> None:
         return
     row.attempts += 1
     row.status = "sending"
+    # While "sending", next_attempt_at is the lease: when the sweep may settle the row.
+    row.next_attempt_at = utcnow() + timedelta(
+        seconds=current_app.config.get("OUTBOX_SENDING_TIMEOUT", 300))
     db.session.commit()
     sender = sender_for(row.channel)
     message = _message_for(row, interaction)
@@ -258,15 +266,42 @@ def fallback(row: Outbox) -> Interaction | None:
 
 
 def sweep() -> int:
-    """Re-queue rows whose job was lost (e.g. a worker killed mid-send)."""
+    """Re-queue rows whose job was lost; settle rows stuck in "sending" as unknown.
+
+    A row still "sending" after its lease (``OUTBOX_SENDING_TIMEOUT``) belonged to a
+    worker that died mid-send. The provider may or may not have the message and Twilio's
+    Messages API takes no idempotency key, so it is never re-sent automatically: it is
+    marked "unknown" for an operator to check the provider's log (at most once)."""
     from app import jobs
 
-    stale = utcnow() - timedelta(minutes=5)
+    now = utcnow()
+    stale = now - timedelta(seconds=current_app.config.get("OUTBOX_STALE_SECONDS", 300))
     rows = db.session.scalars(
         sa.select(Outbox).where(
-            Outbox.status.in_(("pending", "sending", "retrying")), Outbox.created_at < stale
+            Outbox.status.in_(("pending", "retrying")), Outbox.created_at < stale
         )
     ).all()
-    for row in rows:
-        jobs.enqueue("app.tasks.deliver_outbox", row.id)
-    return len(rows)
+    ids = [row.id for row in rows]
+    stuck = db.session.scalars(
+        sa.select(Outbox).where(Outbox.status == "sending", Outbox.next_attempt_at < now)
+    ).all()
+    for row in stuck:
+        mark_unknown(row)
+    for outbox_id in ids:
+        jobs.enqueue("app.tasks.deliver_outbox", outbox_id)
+    return len(ids) + len(stuck)
+
+
+def mark_unknown(row: Outbox) -> None:
+    """A send that was interrupted: neither sent nor failed until an operator checks."""
+    interaction = db.session.get(Interaction, row.interaction_id)
+    reason = ("the sending worker stopped mid-send; check the provider's log before "
+              "resending")
+    row.status = "unknown"
+    row.last_error = reason
+    interaction.delivery_status = "unknown"
+    interaction.delivery_error = reason
+    db.session.commit()
+    log.warning("outbox %s settled as unknown after an interrupted send", row.id)
+    metrics.OUTBOUND.labels(channel=row.channel, status="unknown").inc()
+    _announce(interaction.id)
