@@ -10,3 +10,4 @@ from app.api import voice  # noqa: E402,F401
 from app.api import reports  # noqa: E402,F401
 from app.api import walkins  # noqa: E402,F401
 from app.api import routing  # noqa: E402,F401
+from app.api import privacy  # noqa: E402,F401
