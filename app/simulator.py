@@ -14,7 +14,8 @@ Disabled (404) unless ``SIMULATOR_ENABLED``; production turns it off by default.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from apiflask import APIBlueprint
+from flask import abort, current_app, jsonify, render_template, request
 
 from app.extensions import db
 from app.models import Outbox
@@ -22,7 +23,7 @@ from app.services import Invalid, telephony
 from app.services.contacts import normalize_phone
 from channels import twilio as tw
 
-bp = Blueprint("simulator", __name__)
+bp = APIBlueprint("simulator", __name__, enable_openapi=False)
 
 SIGNABLE_PREFIX = "/webhooks/twilio/"
 DEFAULT_NUMBER = "+15555550123"

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from functools import wraps
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request
+from apiflask import APIBlueprint
+from flask import Response, current_app, request
 
 from app.services import ServiceError, telephony
 from app.services.intake import store_failed_payload
@@ -28,7 +29,9 @@ from channels.twilio.signature import (
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("twilio", __name__, url_prefix="/webhooks/twilio")
+bp = APIBlueprint("twilio", __name__, enable_openapi=False, url_prefix="/webhooks/twilio")
+# Each app plugs in the SMS sender and self-service hook when it registers the blueprint.
+bp.record(lambda _state: telephony.register())
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
