@@ -513,16 +513,30 @@ def _fcr(since, until) -> dict[str, Any]:
                       "fcr_pct": _ratio(first * 100, total)}}
 
 
+def _by_each(rows: list[dict[str, Any]], dims: tuple[str, ...],
+             counters: tuple[str, ...]) -> tuple[dict[str, dict[str, dict[str, int]]],
+                                                 dict[str, int]]:
+    """From rows grouped by several dimensions (one scan), the sums per single dimension
+    and the grand total."""
+    per: dict[str, dict[str, dict[str, int]]] = {d: {} for d in dims}
+    total = {c: 0 for c in counters}
+    for row in rows:
+        for c in counters:
+            total[c] += row[c]
+        for d in dims:
+            acc = per[d].setdefault(row[d], {c: 0 for c in counters})
+            for c in counters:
+                acc[c] += row[c]
+    return per, total
+
+
 def _satisfaction(since, until) -> dict[str, Any]:
-    rows = []
-    for dim in ("channel", "queue"):
-        for row in sums(since, until, by=(dim,), counters=("surveys", "survey_points")):
-            if row["surveys"]:
-                rows.append({"dimension": dim, "value": row[dim] or "(none)",
-                             "surveys": row["surveys"],
-                             "satisfaction_index": _ratio(row["survey_points"],
-                                                          row["surveys"])})
-    total = sums(since, until, counters=("surveys", "survey_points"))[0]
+    counters = ("surveys", "survey_points")
+    per, total = _by_each(sums(since, until, by=("channel", "queue"), counters=counters),
+                          ("channel", "queue"), counters)
+    rows = [{"dimension": dim, "value": value or "(none)", "surveys": row["surveys"],
+             "satisfaction_index": _ratio(row["survey_points"], row["surveys"])}
+            for dim, groups in per.items() for value, row in groups.items() if row["surveys"]]
     return {"columns": ["dimension", "value", "surveys", "satisfaction_index"],
             "rows": sorted(rows, key=lambda r: (r["dimension"], r["value"])),
             "total": {"surveys": total["surveys"],
@@ -559,25 +573,24 @@ def _gap(value: float | None, overall: float | None) -> float | None:
 def _equity(since, until) -> dict[str, Any]:
     counters = ("answered", "wait_sum", "resolved", "resolution_sum", "surveys",
                 "survey_points")
-    total = sums(since, until, counters=counters)[0]
+    dims = ("channel", "language", "segment")
+    per, total = _by_each(sums(since, until, by=dims, counters=counters), dims, counters)
     overall_wait = _ratio(total["wait_sum"], total["answered"])
-    overall_res = _ratio(total["resolution_sum"], total["resolved"] * 3600) if total[
-        "resolved"] else None
+    overall_res = _ratio(total["resolution_sum"], total["resolved"] * 3600)
     rows = []
-    for dim in ("channel", "language", "segment"):
-        for row in sums(since, until, by=(dim,), counters=counters):
+    for dim, groups in per.items():
+        for value, row in groups.items():
             if not (row["answered"] or row["resolved"]):
                 continue
             wait = _ratio(row["wait_sum"], row["answered"])
-            res = _ratio(row["resolution_sum"], row["resolved"] * 3600) if row[
-                "resolved"] else None
+            res = _ratio(row["resolution_sum"], row["resolved"] * 3600)
             wait_gap, res_gap = _gap(wait, overall_wait), _gap(res, overall_res)
             flagged = (
                 (wait_gap is not None and wait_gap > GAP_THRESHOLD_PCT
                  and row["answered"] >= GAP_MIN_SAMPLE)
                 or (res_gap is not None and res_gap > GAP_THRESHOLD_PCT
                     and row["resolved"] >= GAP_MIN_SAMPLE))
-            rows.append({"dimension": dim, "value": row[dim] or "(unknown)",
+            rows.append({"dimension": dim, "value": value or "(unknown)",
                          "answered": row["answered"], "avg_wait_seconds": wait,
                          "wait_gap_pct": wait_gap, "resolved": row["resolved"],
                          "avg_resolution_hours": res, "resolution_gap_pct": res_gap,
