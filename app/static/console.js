@@ -590,26 +590,38 @@
       status.textContent = "No softphone in this deployment. Calls from the simulator appear here.";
       return;
     }
+    let res;
     try {
-      const res = await api("GET", "/api/v1/voice/token");
-      if (window.Twilio && window.Twilio.Device) {
-        const device = new window.Twilio.Device(res.token);
-        device.on("registered", () => { status.textContent = "Softphone ready."; });
-        device.on("incoming", (call) => {
-          status.textContent = "Incoming call…";
-          announce("Incoming call");
-          call.on("disconnect", () => { status.textContent = "Softphone ready."; });
-          call.accept();
-        });
-        device.register();
-        status.textContent = "Registering the softphone…";
-      } else {
-        status.textContent = "Softphone token issued; the Twilio Voice SDK is not loaded. Calls appear here.";
-      }
+      res = await api("GET", "/api/v1/voice/token");
     } catch (err) {
       status.textContent = features.simulator
         ? "Softphone not configured; calls placed in the resident simulator appear here."
         : "Softphone not configured; incoming calls appear here.";
+      return;
+    }
+    try {
+      // The Twilio Voice SDK is loaded only when this deployment can issue tokens.
+      await new Promise((resolve, reject) => {
+        const script = el("script", { src: root.dataset.voiceSdk });
+        script.onload = resolve;
+        script.onerror = reject;
+        document.head.append(script);
+      });
+      const device = new window.Twilio.Device(res.token, { closeProtection: true });
+      device.on("registered", () => { status.textContent = "Softphone ready."; });
+      device.on("error", (e) => { status.textContent = "Softphone error: " + (e.message || e); });
+      device.on("incoming", (call) => {
+        status.textContent = "Incoming call.";
+        announce("Incoming call. Use the Answer button.");
+        const answer = el("button", { type: "button", onclick: () => { call.accept(); answer.remove(); reject.remove(); status.textContent = "On a call."; } }, "Answer");
+        const reject = el("button", { type: "button", class: "secondary", onclick: () => { call.reject(); answer.remove(); reject.remove(); status.textContent = "Softphone ready."; } }, "Reject");
+        status.after(answer, reject);
+        call.on("disconnect", () => { answer.remove(); reject.remove(); status.textContent = "Softphone ready."; });
+      });
+      device.register();
+      status.textContent = "Registering the softphone…";
+    } catch (err) {
+      status.textContent = "The softphone could not start; calls still appear here.";
     }
   }
 

@@ -137,3 +137,11 @@ def test_console_needs_sign_in_and_several_chats_stay_open(live_server, page, se
     page.keyboard.press("Alt+1")
     expect(page.locator("#timeline")).to_contain_text("Are you still there?")
     expect(tabs.nth(0)).not_to_contain_text("new")
+
+    # No softphone credentials: no Twilio SDK; a call in one of my queues shows up instead.
+    expect(page.locator("#phone-status")).to_contain_text("Softphone not configured")
+    assert page.locator("script[src*='twilio']").count() == 0
+    call = intake(InboundMessage(channel="voice", provider_id="CAe2e1", sender="+15555550190",
+                                 text="(caller chose general information)", topic="general"),
+                  follow_up=False)
+    expect(page.locator("#calls li")).to_contain_text(call.ticket_reference)
