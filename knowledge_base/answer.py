@@ -76,6 +76,10 @@ def confidence(result: SearchResult) -> float:
     second = result.hits[1].score if len(result.hits) > 1 else 0.0
     rel = min(top / result.max_score, 1.5)
     margin = (top - second) / top if top > 0 else 0.0
+    # A lone weak hit wins by a wide margin over nothing: the margin only counts in
+    # proportion to how strong the hit is (squared), so "what is the meaning of life"
+    # matching one stray word of one article is not a confident answer.
+    margin *= min(1.0, rel) ** 2
     coverage = result.coverage[0] if result.coverage else 0.0
     z = W_REL * rel + W_MARGIN * margin + W_COVERAGE * coverage + BIAS
     return round(1.0 / (1.0 + math.exp(-z)), 4)
