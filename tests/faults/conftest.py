@@ -56,11 +56,31 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (RQ's work horses call setsid, leaving the group)."""
+    children: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [c for p in frontier for c in children.get(p, [])]
+        found.extend(frontier)
+    return found
+
+
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 15) -> None:
     """Signal a process started with ``start_new_session`` and everything it forked."""
     if proc.poll() is None:
+        tree = descendants(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
