@@ -1,4 +1,4 @@
-"""Redis stopped while SMS and email keep arriving.
+"""Redis stopped while SMS, email and chat messages keep arriving.
 
 Every accepted message is committed before the webhook answers; enqueueing the follow-up
 job fails while Redis is down, so the job is parked in ``pending_jobs`` and the webhook
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+import socketio
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -63,9 +64,22 @@ def test_messages_arriving_while_redis_is_down_are_stored_and_followed_up(
         assert response.status_code in (200, 202), response.text
         email_ids.append(message_id)
 
+    chat = socketio.Client(reconnection=False)
+    chat.connect(web, namespaces=["/chat"], transports=["websocket"], wait_timeout=30)
+    assert chat.call("chat.start", {"name": "Resident"}, namespace="/chat", timeout=30)["ok"]
+    chat_ids: list[str] = []
+
+    def send_chat(body: str) -> None:
+        client_id = f"c{len(chat_ids)}"
+        ack = chat.call("chat.message", {"text": body, "client_id": client_id},
+                        namespace="/chat", timeout=30)
+        assert ack["ok"], ack
+        chat_ids.append(ack["message"]["id"])
+
     for n in range(3):
         send_sms(f"before the outage {n}")
         send_email(f"before the outage {n}", n)
+    send_chat("before the outage")
 
     # This Redis keeps no data across restarts (like a cache-configured Redis), so let
     # the workers drain what is queued first; production Redis should use AOF (README).
@@ -77,6 +91,8 @@ def test_messages_arriving_while_redis_is_down_are_stored_and_followed_up(
     while time.monotonic() - started < OUTAGE_SECONDS:
         send_sms(f"during the outage {n}")
         send_email(f"during the outage {n}", n)
+        if n % 5 == 0:  # residents' chat is rate-limited to 10 messages per 10 s
+            send_chat(f"during the outage {n}")
         if replay is None:
             replay = sms_form("a copy Twilio sends again", sid=sms_sids[-1])
         n += 1
@@ -88,6 +104,9 @@ def test_messages_arriving_while_redis_is_down_are_stored_and_followed_up(
     # Everything answered was committed before the answer, Redis or not.
     assert sorted(_inbound_ids("sms", sms_sids)) == sorted(sms_sids)
     assert sorted(_inbound_ids("email", email_ids)) == sorted(email_ids)
+    stored_chat = db.session.scalars(sa.select(Interaction.id).where(
+        Interaction.channel == "chat", Interaction.direction == "inbound")).all()
+    assert sorted(stored_chat) == sorted(chat_ids)
     parked = db.session.scalar(sa.select(sa.func.count()).select_from(PendingJob))
     assert parked >= 2 * (n - 100), "follow-up jobs were not parked while Redis was down"
 
@@ -97,8 +116,9 @@ def test_messages_arriving_while_redis_is_down_are_stored_and_followed_up(
         db.session.expire_all()
         if db.session.scalar(sa.select(sa.func.count()).select_from(PendingJob)):
             return False
+        # SMS and email are routed to a queue; chat answers first and routes on request.
         tickets = db.session.scalars(sa.select(Interaction.ticket_id).where(
-            Interaction.direction == "inbound")).all()
+            Interaction.direction == "inbound", Interaction.channel != "chat")).all()
         routed = db.session.scalars(sa.select(WorkItem.ticket_id)).all()
         return set(tickets) <= set(routed)
 
@@ -109,7 +129,8 @@ def test_messages_arriving_while_redis_is_down_are_stored_and_followed_up(
         routed = set(db.session.scalars(sa.select(WorkItem.ticket_id)).all())
         missing = db.session.execute(sa.select(
             Interaction.ticket_id, Interaction.channel, Interaction.text).where(
-            Interaction.direction == "inbound", Interaction.ticket_id.not_in(routed))).all()
+            Interaction.direction == "inbound", Interaction.channel != "chat",
+            Interaction.ticket_id.not_in(routed))).all()
         pending = db.session.execute(sa.select(PendingJob.func, PendingJob.args)).all()
         raise AssertionError(f"not followed up: {missing}; still parked: {pending}") from None
     # No duplicates anywhere: one interaction per provider id, one work item per ticket.
@@ -119,3 +140,4 @@ def test_messages_arriving_while_redis_is_down_are_stored_and_followed_up(
     per_ticket = db.session.execute(sa.select(WorkItem.ticket_id, sa.func.count()).group_by(
         WorkItem.ticket_id).having(sa.func.count() > 1)).all()
     assert per_ticket == []
+    chat.disconnect()
