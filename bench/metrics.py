@@ -368,6 +368,16 @@ def main() -> None:
             slowest = max(slowest, p99)
             print(f"{'report ' + name + ' (90 days)':<34}{p50:>9.3f}s{p99:>9.3f}s"
                   f"{REPORT_TARGET_S:>9.1f}s{p99 / REPORT_TARGET_S:>12.2f}")
+        hour = metrics_service.hour_of(metrics_service.utcnow())
+        key = (hour, "benefits", "sms", "en", "working_adult")
+
+        def one_event():
+            with db.engine.begin() as conn:
+                metrics_service.apply(conn, {key: {"answered": 1, "wait_sum": 30,
+                                                   "answered_in_sla": 1}})
+
+        p50, p99 = timed(one_event, runs=200)
+        print(f"{'counter upsert (own transaction)':<34}{p50 * 1000:>8.2f}ms{p99 * 1000:>8.2f}ms")
         snap = metrics_service.live_snapshot()
         print(f"\nnow: {snap['totals']['waiting']} waiting, "
               f"{sum(len(a['work']) for a in snap['agents'])} on contacts, "
