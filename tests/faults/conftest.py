@@ -288,10 +288,10 @@ class Processes:
         wait_until(ready, 90, f"{name} to serve")
         return url
 
-    def worker(self, name: str = "worker", queues: str | None = None,
+    def worker(self, name: str = "worker", queues: str = "inbound,outbound,default,scheduled",
                extra_env: dict[str, str] | None = None,
                supervised: bool = False) -> subprocess.Popen:
-        """``flask --app wsgi worker`` (all queues unless ``queues``). ``supervised``
+        """``flask --app wsgi worker --queues ...`` as in the Procfile. ``supervised``
         restarts it whenever it exits, as systemd's ``Restart=always`` does in
         production (an RQ worker exits when Redis drops in the middle of a job)."""
         cmd = [str(VENV_BIN / "flask"), "--app", "wsgi", "worker"]
