@@ -332,6 +332,8 @@ def processes(fault_db, private_redis, fault_dir, request) -> Iterator[Processes
         "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "TWILIO_PHONE_NUMBER": "+15555550100", "EMAIL_WEBHOOK_SECRET": EMAIL_SECRET,
         "PUBLIC_BASE_URL": "http://civicline.test", "SIMULATOR_ENABLED": "0",
+        # All test traffic comes from 127.0.0.1; per-address webhook limits would cut it.
+        "RATELIMIT_TWILIO": "100000 per minute", "RATELIMIT_EMAIL_WEBHOOK": "100000 per minute",
         "FAULT_TWILIO_LOG": str(workdir / "twilio.jsonl"),
         "TWILIO_HTTP_CLIENT_FACTORY": f"{FAKES}:file_recording_client",
     })

@@ -1,0 +1,477 @@
+"""Mixed load on the production setup from the README, on loopback.
+
+Starts ``--web`` (2) ``gunicorn -w 1 --threads 50 -b 127.0.0.1:PORT wsgi:app`` and
+``flask --app wsgi worker --queues inbound,outbound,default,scheduled`` on
+``DATABASE_URL`` (PostgreSQL; its schema is dropped and migrated first: point it at a
+scratch database) and ``REDIS_URL`` (that Redis database is flushed). Client threads
+are spread over the web processes, as a load balancer would. From this separate
+process it sends, open-loop at ``--rate`` requests per second in total for ``--seconds``:
+
+* SMS webhooks signed as Twilio signs them (``channels.twilio.sign``), 40%;
+* email webhooks (``message/rfc822`` with the bearer secret), 15%;
+* chat messages from residents connected to ``/chat`` over WebSocket, 10%;
+* agent replies through ``POST /api/v1/tickets/<ref>/reply``, 15%;
+* supervisor refreshes through ``GET /api/v1/supervisor/snapshot``, 20%.
+
+Outbound messages go to the simulator outbox (no provider is called). It prints progress,
+then throughput, p50 and p99 per kind and errors, waits for the workers to drain the
+queues, and compares what was sent with what is stored. Last line:
+``load: lost 0, duplicated 0, webhook p99 40 ms``.
+
+    DATABASE_URL=postgresql://... REDIS_URL=redis://127.0.0.1:6379/7 python bench/load.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECRET_KEY = "bench-load-secret-key-0123456789abcdef"
+EMAIL_SECRET = "bench-email-secret"
+TWILIO_SID, TWILIO_TOKEN = "AC" + "2" * 32, "bench-twilio-token"
+PUBLIC_BASE_URL = "http://bench.civicline.test"
+PASSWORD = "bench-password-123"
+MIX = (("sms", 0.40), ("email", 0.15), ("chat", 0.10), ("reply", 0.15), ("supervisor", 0.20))
+CHAT_RESIDENTS = 40  # each sends at most 10 messages per 10 s (the widget's limit)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SMTP_"))}
+    env.update({
+        "SECRET_KEY": SECRET_KEY, "EMAIL_WEBHOOK_SECRET": EMAIL_SECRET,
+        "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "TWILIO_SIMULATOR": "1", "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "SIMULATOR_ENABLED": "0", "PYTHONPATH": str(ROOT),
+        # All load comes from 127.0.0.1; per-address webhook limits would cut it.
+        "RATELIMIT_TWILIO": "1000000 per minute",
+        "RATELIMIT_EMAIL_WEBHOOK": "1000000 per minute",
+    })
+    return env
+
+
+def prepare_database() -> None:
+    """Drop and migrate the scratch schema, flush Redis, seed a queue and two users."""
+    os.environ.update({"SECRET_KEY": SECRET_KEY})
+    import logging
+
+    import sqlalchemy as sa
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.config import Config, _database_url
+    from app.extensions import db, redis_store
+    from app.models import Queue, User
+
+    class BenchConfig(Config):
+        SQLALCHEMY_DATABASE_URI = _database_url()
+        SECRET_KEY = globals()["SECRET_KEY"]
+        EMBEDDED_WORKER = False
+
+    app = create_app(BenchConfig)
+    logging.getLogger().setLevel(logging.WARNING)
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade(directory=str(ROOT / "migrations"))
+        redis_store.client.flushdb()
+        db.session.add(Queue(code="general", name="General", business_hours={}, holidays=[],
+                             channels=["sms", "email", "chat"]))
+        for email, role in (("agent@bench.example", "agent"),
+                            ("supervisor@bench.example", "supervisor")):
+            user = User(email=email, name=role, role=role, password_hash="")
+            user.set_password(PASSWORD)
+            db.session.add(user)
+        db.session.commit()
+        db.engine.dispose()
+
+
+def start(cmd: list[str], log: Path) -> subprocess.Popen:
+    out = open(log, "ab")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env(), stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    out.close()
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.error_samples: list[str] = []
+
+    def record(self, kind: str, seconds: float, ok: bool, detail: str = "") -> None:
+        with self.lock:
+            if ok:
+                self.latency[kind].append(seconds)
+            else:
+                self.errors[kind] += 1
+                if len(self.error_samples) < 5:
+                    self.error_samples.append(f"{kind}: {detail[:200]}")
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(map(len, self.latency.values())) + sum(self.errors.values())
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Load:
+    """The traffic: what to send, and what was accepted (to compare with the database)."""
+
+    def __init__(self, bases: list[str], stats: Stats) -> None:
+        import requests
+
+        self.bases = bases
+        self.base = bases[0]
+        self.turn = 0
+        self.stats = stats
+        self.local = threading.local()
+        self.requests = requests
+        self.sent = {"sms": [], "email": [], "chat": [], "reply": []}
+        self.lock = threading.Lock()
+        self.refs: list[str] = []
+        self.agent = self.supervisor = ""
+        self.chats: queue.Queue = queue.Queue()
+
+    def session(self):
+        if not hasattr(self.local, "session"):
+            self.local.session = self.requests.Session()
+            self.local.base = self.bases[self.turn % len(self.bases)]
+            self.turn += 1
+        return self.local.session
+
+    @property
+    def here(self) -> str:
+        """The web process this client thread talks to (threads are spread over them)."""
+        self.session()
+        return self.local.base
+
+    def token(self, email: str) -> str:
+        response = self.session().post(self.base + "/api/v1/auth/token", timeout=30,
+                                       json={"email": email, "password": PASSWORD})
+        response.raise_for_status()
+        return response.json()["token"]
+
+    def accepted(self, kind: str, key) -> None:
+        with self.lock:
+            self.sent[kind].append(key)
+
+    def sms(self) -> None:
+        from channels import twilio as tw
+
+        sid = "SM" + uuid.uuid4().hex
+        form = {"MessageSid": sid, "AccountSid": TWILIO_SID, "To": "+15555550100",
+                "From": f"+1555{random.randint(2000000, 2000999)}", "NumMedia": "0",
+                "Body": random.choice(["When is my property tax due?", "trash pickup missed",
+                                       "how do I renew my passport", "AGENT"])}
+        signature = tw.sign(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio/sms", form)
+        response = self.session().post(self.here + "/webhooks/twilio/sms", data=form,
+                                       headers={"X-Twilio-Signature": signature}, timeout=30)
+        if response.status_code == 200:
+            self.accepted("sms", sid)
+        return response.status_code == 200, response.text
+
+    def email(self):
+        message_id = f"<{uuid.uuid4().hex}@residents.example>"
+        raw = (f"From: resident{random.randint(1, 500)}@residents.example\r\n"
+               f"To: help@civicline.example\r\nSubject: Missed trash pickup\r\n"
+               f"Message-ID: {message_id}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               f"\r\nOur bins were not emptied this week.\r\n").encode()
+        response = self.session().post(
+            self.here + "/webhooks/email", data=raw, timeout=30,
+            headers={"Content-Type": "message/rfc822",
+                     "Authorization": f"Bearer {EMAIL_SECRET}"})
+        ok = response.status_code in (200, 202)
+        if ok:
+            self.accepted("email", message_id)
+        return ok, response.text
+
+    def chat(self):
+        client = self.chats.get(timeout=30)
+        try:
+            ack = client.call("chat.message", {"text": "Is the pool open today?",
+                                               "client_id": uuid.uuid4().hex},
+                              namespace="/chat", timeout=30)
+        finally:
+            self.chats.put(client)
+        ok = bool(ack and ack.get("ok"))
+        if ok:
+            self.accepted("chat", ack["message"]["id"])
+        return ok, str(ack)
+
+    def reply(self):
+        with self.lock:
+            ref = random.choice(self.refs) if self.refs else None
+        if ref is None:
+            return self.supervisor_refresh()
+        response = self.session().post(
+            f"{self.here}/api/v1/tickets/{ref}/reply", timeout=30,
+            json={"text": f"Thanks, we are looking into it ({uuid.uuid4().hex[:8]})."},
+            headers={"Authorization": f"Bearer {self.agent}"})
+        ok = response.status_code in (200, 201)
+        if ok:
+            self.accepted("reply", response.json().get("id"))
+        return ok or response.status_code == 400, response.text  # 400: opted out (STOP)
+
+    def supervisor_refresh(self):
+        response = self.session().get(self.here + "/api/v1/supervisor/snapshot", timeout=30,
+                                      headers={"Authorization": f"Bearer {self.supervisor}"})
+        return response.status_code == 200, response.text
+
+    def refresh_refs(self) -> None:
+        response = self.session().get(self.base + "/api/v1/tickets?limit=100", timeout=30,
+                                      headers={"Authorization": f"Bearer {self.supervisor}"})
+        if response.status_code == 200:
+            items = response.json().get("items", [])
+            refs = [t["reference"] for t in items if t.get("channel") in ("sms", "email")]
+            with self.lock:
+                self.refs = refs or self.refs
+
+    def run_one(self, kind: str) -> None:
+        began = time.perf_counter()
+        try:
+            action = {"sms": self.sms, "email": self.email, "chat": self.chat,
+                      "reply": self.reply, "supervisor": self.supervisor_refresh}[kind]
+            ok, detail = action()
+        except Exception as exc:  # noqa: BLE001 - counted as an error of this kind
+            ok, detail = False, repr(exc)
+        self.stats.record(kind, time.perf_counter() - began, ok, detail)
+
+
+def connect_chats(load: Load, count: int) -> list:
+    import socketio
+
+    clients = []
+    for n in range(count):
+        client = socketio.Client(reconnection=False)
+        client.connect(load.bases[n % len(load.bases)], namespaces=["/chat"],
+                       transports=["websocket"],
+                       wait_timeout=30)
+        state = client.call("chat.start", {"name": f"Resident {n}"}, namespace="/chat",
+                            timeout=30)
+        assert state and state.get("ok"), state
+        clients.append(client)
+        load.chats.put(client)
+    return clients
+
+
+def drive(load: Load, seconds: float, rate: float, threads: int) -> None:
+    """Open-loop: requests are due at fixed times whatever the latency of earlier ones."""
+    work: queue.Queue = queue.Queue()
+
+    def worker() -> None:
+        while True:
+            kind = work.get()
+            if kind is None:
+                return
+            load.run_one(kind)
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    kinds = [k for k, _ in MIX]
+    weights = [w for _, w in MIX]
+    began = time.monotonic()
+    n = 0
+    next_report = began + 5
+    next_refs = began + 2
+    while True:
+        now = time.monotonic()
+        if now - began >= seconds:
+            break
+        due = began + n / rate
+        if due > now:
+            time.sleep(min(due - now, 0.01))
+            continue
+        work.put(random.choices(kinds, weights)[0])
+        n += 1
+        if now >= next_refs:
+            threading.Thread(target=load.refresh_refs, daemon=True).start()
+            next_refs = now + 5
+        if now >= next_report:
+            done = load.stats.total()
+            errors = sum(load.stats.errors.values())
+            print(f"  {now - began:5.0f} s: {n} sent, {done} answered, {errors} errors, "
+                  f"backlog {work.qsize()}", flush=True)
+            next_report = now + 5
+    for _ in pool:
+        work.put(None)
+    for thread in pool:
+        thread.join(60)
+
+
+def drain(redis_url: str, timeout: float = 120) -> bool:
+    import redis
+    from rq import Queue
+    from rq.registry import StartedJobRegistry
+
+    connection = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = 0
+        for name in ("inbound", "outbound", "default"):
+            q = Queue(name, connection=connection)
+            busy += q.count + len(StartedJobRegistry(queue=q))
+        if not busy:
+            return True
+        time.sleep(1)
+    return False
+
+
+def compare(load: Load) -> tuple[int, int, dict[str, tuple[int, int]]]:
+    """Lost and duplicated: accepted messages missing from, or twice in, the database."""
+    import sqlalchemy as sa
+
+    from app.config import _database_url
+
+    engine = sa.create_engine(_database_url())
+    lost = duplicated = 0
+    per_kind: dict[str, tuple[int, int]] = {}
+    with engine.connect() as conn:
+        for kind, column in (("sms", "provider_id"), ("email", "provider_id"),
+                             ("chat", "id"), ("reply", "id")):
+            keys = [str(k) for k in load.sent[kind] if k is not None]
+            direction = "outbound" if kind == "reply" else "inbound"
+            channel = {"reply": None}.get(kind, kind)
+            query = (f"SELECT {column}::text, count(*) FROM interactions "
+                     f"WHERE direction = :direction"
+                     + (" AND channel = :channel" if channel else "")
+                     + f" GROUP BY {column}")
+            rows = dict(conn.execute(sa.text(query),
+                                     {"direction": direction, "channel": channel}).all())
+            stored = [k for k in keys if k in rows]
+            lost += len(keys) - len(stored)
+            duplicated += sum(rows[k] - 1 for k in stored)
+            per_kind[kind] = (len(keys), len(stored))
+        if load.sent["reply"]:
+            ids = [int(i) for i in load.sent["reply"] if i is not None]
+            outbox = dict(conn.execute(sa.text(
+                "SELECT interaction_id, count(*) FROM outbox WHERE interaction_id = ANY(:ids)"
+                " GROUP BY interaction_id"), {"ids": ids}).all())
+            lost += sum(1 for i in ids if i not in outbox)
+            duplicated += sum(c - 1 for c in outbox.values())
+    engine.dispose()
+    return lost, duplicated, per_kind
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=200, help="requests per second")
+    parser.add_argument("--threads", type=int, default=64, help="client threads")
+    parser.add_argument("--web", type=int, default=2, help="gunicorn processes")
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgresql", "postgres")):
+        sys.exit("set DATABASE_URL to a scratch PostgreSQL database (its schema is dropped)")
+    if not os.environ.get("REDIS_URL"):
+        sys.exit("set REDIS_URL (that Redis database is flushed)")
+
+    print("load: preparing the database", flush=True)
+    prepare_database()
+    ports = [free_port() for _ in range(args.web)]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    logs = Path(tempfile.mkdtemp(prefix="civicline-load-"))
+    venv = Path(sys.executable).parent
+    webs = [start([str(venv / "gunicorn"), "-w", "1", "--threads", "50", "-b",
+                   f"127.0.0.1:{port}", "wsgi:app"], logs / f"web-{port}.log")
+            for port in ports]
+    worker = start([str(venv / "flask"), "--app", "wsgi", "worker", "--queues",
+                    "inbound,outbound,default,scheduled"], logs / "worker.log")
+    import requests
+
+    try:
+        deadline = time.monotonic() + 60
+        for base, web in zip(bases, webs, strict=True):
+            while True:
+                try:
+                    if requests.get(base + "/healthz", timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline or web.poll() is not None:
+                    sys.exit(f"gunicorn did not start; see the logs in {logs}")
+                time.sleep(0.3)
+        stats = Stats()
+        load = Load(bases, stats)
+        load.agent = load.token("agent@bench.example")
+        load.supervisor = load.token("supervisor@bench.example")
+        print(f"load: {len(webs)} gunicorn + 1 flask worker up; connecting {CHAT_RESIDENTS} "
+              f"chat residents", flush=True)
+        clients = connect_chats(load, CHAT_RESIDENTS)
+        for _ in range(20):  # tickets for agents to reply to
+            load.run_one("sms")
+        load.refresh_refs()
+        stats.latency.clear()
+        print(f"load: {args.rate:.0f} requests/s for {args.seconds:.0f} s", flush=True)
+        began = time.monotonic()
+        drive(load, args.seconds, args.rate, args.threads)
+        elapsed = time.monotonic() - began
+        print("load: waiting for the workers to drain the queues", flush=True)
+        drained = drain(os.environ["REDIS_URL"])
+        for client in clients:
+            client.disconnect()
+
+        print(f"\n{'kind':<11}{'ok':>7}{'errors':>8}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
+        for kind, _ in MIX:
+            values = stats.latency[kind]
+            print(f"{kind:<11}{len(values):>7}{stats.errors[kind]:>8}"
+                  f"{len(values) / elapsed:>8.1f}{pct(values, 50) * 1000:>9.0f}"
+                  f"{pct(values, 99) * 1000:>9.0f}")
+        total = sum(map(len, stats.latency.values()))
+        print(f"{'total':<11}{total:>7}{sum(stats.errors.values()):>8}{total / elapsed:>8.1f}")
+        for sample in stats.error_samples:
+            print(f"  error sample: {sample}")
+        lost, duplicated, per_kind = compare(load)
+        for kind, (sent, stored) in per_kind.items():
+            print(f"stored {kind}: {stored} of {sent} accepted")
+        if not drained:
+            print("warning: the queues had not drained after 120 s")
+        webhook = stats.latency["sms"] + stats.latency["email"]
+        print(f"load: lost {lost}, duplicated {duplicated}, "
+              f"webhook p99 {pct(webhook, 99) * 1000:.0f} ms")
+        return 0 if not (lost or duplicated) else 1
+    finally:
+        stop(worker)
+        for web in webs:
+            stop(web)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
