@@ -12,7 +12,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from apiflask import APIBlueprint
-from flask import abort, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    render_template_string,
+    request,
+    session,
+    url_for,
+)
 
 from app.api.schemas import InteractionOut
 from app.auth import current_user, issue_token, token_auth
@@ -52,8 +62,15 @@ def page_user(role: str) -> User:
     if user is None or not user.active:
         abort(redirect(url_for("pages.login", next=request.path)))
     if not user.has_role(role):
-        abort(403, f"This page is for the {role} role.")
+        abort(Response(render_template_string(FORBIDDEN_PAGE, role=role), 403))
     return user
+
+
+FORBIDDEN_PAGE = """{% extends "base.html" %}
+{% block title %}Not for your role · CivicLine{% endblock %}
+{% block main %}<h1>This page is for the {{ role }} role</h1>
+<p>Your account cannot open it. <a href="/console">Go to the agent console</a>.</p>
+{% endblock %}"""
 
 
 @bp.get("/console")

@@ -98,9 +98,19 @@
     renderAgents(s.agents);
   }
 
+  // A push must not replace the control a keyboard or screen-reader user is on: while
+  // focus is inside the agents table, keep the latest list and draw it when focus leaves.
+  let pendingAgents = null;
+  $("agents-table").addEventListener("focusout", (e) => {
+    if (pendingAgents && !$("agents-table").contains(e.relatedTarget)) {
+      const list = pendingAgents;
+      pendingAgents = null;
+      renderAgents(list);
+    }
+  });
+
   function renderAgents(list) {
-    const active = document.activeElement;
-    if (active && $("agents-table").contains(active) && active.tagName === "SELECT") return; // don't yank a menu in use
+    if ($("agents-table").contains(document.activeElement)) { pendingAgents = list; return; }
     table($("agents-table"), [
       { key: "name", label: "Agent" },
       { key: "presence", label: "Presence", render: (a) => presenceMenu(a) },

@@ -20,6 +20,8 @@ def test_agents_are_refused(live_server, page, seeded):
     sign_in(page, live_server, "ana@civicline.example", "/console")
     response = page.goto(live_server + "/supervisor")
     assert response.status == 403
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "This page is for the supervisor role")
 
 
 def test_live_metrics_are_pushed_and_presence_can_be_changed(live_server, page, seeded,
