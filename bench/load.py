@@ -138,7 +138,7 @@ class Stats:
             else:
                 self.errors[kind] += 1
                 if len(self.error_samples) < 5:
-                    self.error_samples.append(f"{kind}: {detail[:200]}")
+                    self.error_samples.append(f"{kind}: {detail[:200].strip()}")
 
     def total(self) -> int:
         with self.lock:
@@ -169,6 +169,7 @@ class Load:
         self.refs: list[str] = []
         self.agent = self.supervisor = ""
         self.chats: queue.Queue = queue.Queue()
+        self.dropped = 0
 
     def session(self):
         if not hasattr(self.local, "session"):
@@ -206,7 +207,7 @@ class Load:
                                        headers={"X-Twilio-Signature": signature}, timeout=30)
         if response.status_code == 200:
             self.accepted("sms", sid)
-        return response.status_code == 200, response.text
+        return response.status_code == 200, f"HTTP {response.status_code} {response.text}"
 
     def email(self):
         message_id = f"<{uuid.uuid4().hex}@residents.example>"
@@ -221,7 +222,7 @@ class Load:
         ok = response.status_code in (200, 202)
         if ok:
             self.accepted("email", message_id)
-        return ok, response.text
+        return ok, f"HTTP {response.status_code} {response.text}"
 
     def chat(self):
         client = self.chats.get(timeout=30)
@@ -248,12 +249,13 @@ class Load:
         ok = response.status_code in (200, 201)
         if ok:
             self.accepted("reply", response.json().get("id"))
-        return ok or response.status_code == 400, response.text  # 400: opted out (STOP)
+        # 400: the resident texted STOP, so the reply is refused by design.
+        return ok or response.status_code == 400, f"HTTP {response.status_code} {response.text}"
 
     def supervisor_refresh(self):
         response = self.session().get(self.here + "/api/v1/supervisor/snapshot", timeout=30,
                                       headers={"Authorization": f"Bearer {self.supervisor}"})
-        return response.status_code == 200, response.text
+        return response.status_code == 200, f"HTTP {response.status_code} {response.text}"
 
     def refresh_refs(self) -> None:
         response = self.session().get(self.base + "/api/v1/tickets?limit=100", timeout=30,
@@ -264,8 +266,10 @@ class Load:
             with self.lock:
                 self.refs = refs or self.refs
 
-    def run_one(self, kind: str) -> None:
-        began = time.perf_counter()
+    def run_one(self, kind: str, due: float | None = None) -> None:
+        # Latency counts from when the request was due (open loop), so time spent waiting
+        # for a free client thread while the server lags is not hidden.
+        began = due if due is not None else time.perf_counter()
         try:
             action = {"sms": self.sms, "email": self.email, "chat": self.chat,
                       "reply": self.reply, "supervisor": self.supervisor_refresh}[kind]
@@ -298,10 +302,10 @@ def drive(load: Load, seconds: float, rate: float, threads: int) -> None:
 
     def worker() -> None:
         while True:
-            kind = work.get()
-            if kind is None:
+            item = work.get()
+            if item is None:
                 return
-            load.run_one(kind)
+            load.run_one(*item)
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
     for thread in pool:
@@ -320,7 +324,7 @@ def drive(load: Load, seconds: float, rate: float, threads: int) -> None:
         if due > now:
             time.sleep(min(due - now, 0.01))
             continue
-        work.put(random.choices(kinds, weights)[0])
+        work.put((random.choices(kinds, weights)[0], time.perf_counter() - (now - due)))
         n += 1
         if now >= next_refs:
             threading.Thread(target=load.refresh_refs, daemon=True).start()
@@ -328,13 +332,23 @@ def drive(load: Load, seconds: float, rate: float, threads: int) -> None:
         if now >= next_report:
             done = load.stats.total()
             errors = sum(load.stats.errors.values())
-            print(f"  {now - began:5.0f} s: {n} sent, {done} answered, {errors} errors, "
+            print(f"  {now - began:5.0f} s: {n} due, {done} answered, {errors} errors, "
                   f"backlog {work.qsize()}", flush=True)
             next_report = now + 5
+    dropped = 0
+    while True:  # what the server could not take within the period is not sent late
+        try:
+            work.get_nowait()
+            dropped += 1
+        except queue.Empty:
+            break
     for _ in pool:
         work.put(None)
     for thread in pool:
         thread.join(60)
+    load.dropped = dropped
+    print(f"load: sent {n - dropped} of {n} due requests ({dropped} dropped: the servers "
+          f"fell behind)", flush=True)
 
 
 def drain(redis_url: str, timeout: float = 120) -> bool:
