@@ -52,8 +52,10 @@ def test_email_survey_link_records_a_score(app, client, auth_headers, run_jobs):
     url = re.search(r"http://localhost(/survey/\S+)", sent[0].text).group(1)
     page = client.get(url + "?score=4")
     assert page.status_code == 200 and b'value="4" checked' in page.data
-    assert client.post(url, data={"score": "9"}).status_code == 400
-    thanks = client.post(url, data={"score": "4", "comment": "Quick, thanks"})
+    # Send back whatever hidden fields the form carries (e.g. a CSRF token).
+    hidden = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    assert client.post(url, data={**hidden, "score": "9"}).status_code == 400
+    thanks = client.post(url, data={**hidden, "score": "4", "comment": "Quick, thanks"})
     assert thanks.status_code == 200 and b"Thank you" in thanks.data
     response = db.session.scalar(sa.select(SurveyResponse))
     assert (response.channel, response.score, response.comment) == ("email", 4, "Quick, thanks")
