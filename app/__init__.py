@@ -45,6 +45,15 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
 
     jobs.init_app(app)
     _register_errors(app)
+    from app import security
+
+    security.init_app(app)
+
+    @app.spec_processor
+    def _api_paths_only(spec):
+        # Pages (console, supervisor, survey) answer HTML; the document describes the API.
+        spec["paths"] = {p: v for p, v in spec["paths"].items() if p.startswith("/api/")}
+        return spec
 
     from app import kb_pages  # noqa: F401  (adds /kb pages to the pages blueprint)
     from app.api import bp as api_bp

@@ -82,6 +82,8 @@ class Config:
     EMAIL_DOMAIN = _env("EMAIL_DOMAIN", "civicline.example")
     EMAIL_WEBHOOK_SECRET = _env("EMAIL_WEBHOOK_SECRET", "dev-email-secret")
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 25 * 1024 * 1024)
+    # Every other door (JSON API, pages, Twilio forms) takes far less than an email.
+    API_MAX_CONTENT_LENGTH = _int("API_MAX_CONTENT_LENGTH", 1024 * 1024)
     MAX_ATTACHMENT_BYTES = _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
     API_TOKEN_MAX_AGE = _int("API_TOKEN_MAX_AGE", 7 * 24 * 3600)
     HOST = _env("HOST", "127.0.0.1")
@@ -91,6 +93,10 @@ class Config:
     # Rate limits never turn a Redis outage into errors: limits fall back to memory.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_SWALLOW_ERRORS = True
+    # Webhooks are limited per source address, generously: a provider retrying a burst
+    # must get through, a flood must not reach the database.
+    RATELIMIT_TWILIO = _env("RATELIMIT_TWILIO", "600 per minute")
+    RATELIMIT_EMAIL_WEBHOOK = _env("RATELIMIT_EMAIL_WEBHOOK", "120 per minute")
     # Outbox sweep: rows pending this long lost their job; a row "sending" longer than
     # the timeout lost its worker mid-send and is settled as "unknown".
     OUTBOX_STALE_SECONDS = _int("OUTBOX_STALE_SECONDS", 300)

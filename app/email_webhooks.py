@@ -16,6 +16,7 @@ from apiflask import APIBlueprint, abort
 from flask import current_app, request, send_file
 
 from app.auth import token_auth
+from app.extensions import limiter
 from app.services import email_service
 from channels.email import AttachmentTooLarge
 
@@ -37,6 +38,7 @@ def _authorized() -> bool:
 
 
 @bp.post("/webhooks/email")
+@limiter.limit(lambda: current_app.config["RATELIMIT_EMAIL_WEBHOOK"])
 @bp.doc(hide=True)
 def email_webhook():
     """Called by the mail provider's inbound relay with one raw message per request."""

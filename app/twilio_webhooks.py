@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from apiflask import APIBlueprint
 from flask import Response, current_app, request
 
+from app.extensions import limiter
 from app.services import ServiceError, telephony
 from app.services.intake import store_failed_payload
 from channels import twilio as tw
@@ -30,6 +31,8 @@ from channels.twilio.signature import (
 log = logging.getLogger(__name__)
 
 bp = APIBlueprint("twilio", __name__, enable_openapi=False, url_prefix="/webhooks/twilio")
+# One budget per source address for every Twilio path, spent before the signature check.
+limiter.shared_limit(lambda: current_app.config["RATELIMIT_TWILIO"], scope="twilio")(bp)
 # Each app plugs in the SMS sender and self-service hook when it registers the blueprint.
 bp.record(lambda _state: telephony.register())
 

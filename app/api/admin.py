@@ -2,9 +2,10 @@
 
 import sqlalchemy as sa
 from apiflask import Schema
-from apiflask.fields import DateTime, Integer, List, Nested, String
+from apiflask.fields import Integer, List, Nested, String
 
 from app.api import bp
+from app.api.schemas import UTCDateTime
 from app.auth import token_auth
 from app.extensions import db
 from app.models import FailedPayload
@@ -12,7 +13,7 @@ from app.models import FailedPayload
 
 class FailedPayloadOut(Schema):
     id = Integer()
-    received_at = DateTime()
+    received_at = UTCDateTime()
     source = String()
     content_type = String(allow_none=True)
     error = String()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Date, DateTime, Dict, Float, Integer, List, Nested, String
+from apiflask.fields import Boolean, Date, Dict, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates
 
+from app.api.schemas import DB_ID, DB_INT_MAX, UTCDateTime
 from knowledge_base import CHANNELS, LANGUAGES, MAX_QUERY_CHARS
 
 SLUG_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -73,7 +74,7 @@ class ArticleIn(Schema):
     tags = List(String(validate=Length(1, 50)), validate=Length(0, 30))
     review_by = Date(allow_none=True)
     channel_overrides = Dict(keys=String(), values=String())
-    translation_of = Integer(validate=Range(1))
+    translation_of = Integer(validate=DB_ID)
 
     @validates("channel_overrides")
     def _overrides(self, value, **_):
@@ -101,11 +102,11 @@ class ArticleListQuery(Schema):
     language = String(validate=OneOf(LANGUAGES))
     topic = String(validate=Length(1, 50))
     limit = Integer(load_default=100, validate=Range(1, 500))
-    offset = Integer(load_default=0, validate=Range(0))
+    offset = Integer(load_default=0, validate=Range(0, DB_INT_MAX))
 
 
 class VersionQuery(Schema):
-    version = Integer(validate=Range(1))
+    version = Integer(validate=DB_ID)
 
 
 class ArticleOut(Schema):
@@ -124,8 +125,8 @@ class ArticleOut(Schema):
     summary = String()
     body = String()
     channel_overrides = Dict()
-    created_at = DateTime()
-    updated_at = DateTime()
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
     url = String()
     feedback = Dict()
 
@@ -138,7 +139,7 @@ class ArticleSummary(Schema):
     topic = String(allow_none=True)
     current_version = Integer()
     title = String()
-    updated_at = DateTime()
+    updated_at = UTCDateTime()
 
 
 class ArticlePage(Schema):
@@ -151,7 +152,7 @@ class VersionOut(Schema):
     title = String()
     summary = String()
     author_id = Integer(allow_none=True)
-    created_at = DateTime()
+    created_at = UTCDateTime()
 
 
 class VersionList(Schema):
@@ -161,8 +162,8 @@ class VersionList(Schema):
 
 
 class DiffQuery(Schema):
-    from_ = Integer(data_key="from", validate=Range(1))
-    to = Integer(validate=Range(1))
+    from_ = Integer(data_key="from", validate=DB_ID)
+    to = Integer(validate=DB_ID)
 
 
 class DiffOut(Schema):
@@ -173,11 +174,11 @@ class DiffOut(Schema):
 
 
 class FeedbackIn(Schema):
-    article_id = Integer(required=True, validate=Range(1))
-    version = Integer(required=True, validate=Range(1))
+    article_id = Integer(required=True, validate=DB_ID)
+    version = Integer(required=True, validate=DB_ID)
     channel = String(required=True, validate=OneOf(FEEDBACK_CHANNELS))
     helpful = Boolean(required=True)
-    interaction_id = Integer(validate=Range(1), allow_none=True)
+    interaction_id = Integer(validate=DB_ID, allow_none=True)
 
 
 class FeedbackOut(Schema):
@@ -187,7 +188,7 @@ class FeedbackOut(Schema):
     channel = String()
     helpful = Boolean()
     interaction_id = Integer(allow_none=True)
-    created_at = DateTime()
+    created_at = UTCDateTime()
 
 
 class ReportQuery(Schema):
@@ -205,7 +206,7 @@ class Gap(Schema):
 
 
 class GapsOut(Schema):
-    since = DateTime()
+    since = UTCDateTime()
     days = Integer()
     questions = Integer()
     gaps = List(Nested(Gap))
@@ -218,7 +219,7 @@ class ChannelDeflection(Schema):
 
 
 class DeflectionOut(Schema):
-    since = DateTime()
+    since = UTCDateTime()
     days = Integer()
     questions = Integer()
     self_served = Integer()

@@ -15,6 +15,7 @@ from flask import Response
 
 from app import supervisor as supervision
 from app.api import bp
+from app.api.schemas import DB_ID
 from app.api.tickets import _ticket
 from app.auth import current_user, token_auth
 from app.extensions import db
@@ -32,13 +33,13 @@ class AuditQuery(Schema):
     action = String()
     object_type = String()
     object_id = String()
-    actor_id = Integer()
-    before = Integer()
+    actor_id = Integer(validate=DB_ID)
+    before = Integer(validate=DB_ID)
     limit = Integer(load_default=100, validate=Range(1, 500))
 
 
 class AssignIn(Schema):
-    agent_id = Integer(required=True)
+    agent_id = Integer(required=True, validate=DB_ID)
     reason = String(load_default="", validate=Length(0, 300))
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, DateTime, Dict, Float, Integer, List, Nested, String
+from apiflask.fields import Boolean, Dict, Float, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError, validates_schema
 
-from app.api.schemas import TicketOut
+from app.api.schemas import DB_ID, TicketOut, UTCDateTime
 from routing.model import CHANNELS
 from routing.referral import REFERRAL_REASONS
 
@@ -24,7 +24,7 @@ class PresenceOut(Schema):
     id = Integer()
     name = String()
     presence = String()
-    presence_since = DateTime()
+    presence_since = UTCDateTime()
     capacity = Dict()
     missed_offers = Integer()
 
@@ -58,7 +58,7 @@ class OfferList(Schema):
 
 
 class TransferIn(Schema):
-    agent_id = Integer(strict=True, validate=Range(min=1))
+    agent_id = Integer(strict=True, validate=DB_ID)
     queue = String(validate=Length(1, 50))
     reason = String(load_default="", validate=Length(0, 500))
 
@@ -116,8 +116,8 @@ class QueueItemsOut(Schema):
 
 
 class ReferralQuery(Schema):
-    since = DateTime()
-    until = DateTime()
+    since = UTCDateTime()
+    until = UTCDateTime()
 
 
 class CountByAgency(Schema):

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
 from app.models import ROLES, TICKET_STATUSES
+
+# Ids and counts fit the database's integer columns (PostgreSQL ``integer``).
+DB_INT_MAX = 2**31 - 1
+DB_ID = Range(1, DB_INT_MAX)
+
+
+class UTCDateTime(DateTime):
+    """A timestamp the database keeps as naive UTC, written with its ``Z`` (RFC 3339
+    needs an offset); one read with an offset is turned into naive UTC for comparisons."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        text = super()._serialize(value, attr, obj, **kwargs)
+        return text[:-6] + "Z" if isinstance(text, str) and text.endswith("+00:00") else text
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return moment
 
 CHANNELS = ["voice", "sms", "email", "chat", "walkin", "note"]
 
@@ -32,7 +55,7 @@ class ContactPointOut(Schema):
     value = String()
     verified = Boolean()
     opted_out = Boolean()
-    opted_out_at = DateTime(allow_none=True)
+    opted_out_at = UTCDateTime(allow_none=True)
 
 
 class ProfileOut(Schema):
@@ -59,7 +82,7 @@ class CitizenOut(Schema):
     region = String(allow_none=True)
     age_band = String(allow_none=True)
     merged_into_id = Integer(allow_none=True)
-    created_at = DateTime()
+    created_at = UTCDateTime()
     contact_points = List(Nested(ContactPointOut))
     profile = Nested(ProfileOut, allow_none=True)
 
@@ -74,14 +97,14 @@ class CitizenQuery(Schema):
 
 
 class MergeIn(Schema):
-    source_id = Integer(required=True)
-    target_id = Integer(required=True)
+    source_id = Integer(required=True, validate=DB_ID)
+    target_id = Integer(required=True, validate=DB_ID)
     reason = String(load_default="", validate=Length(0, 500))
 
 
 class AuditOut(Schema):
     id = Integer()
-    at = DateTime()
+    at = UTCDateTime()
     actor_id = Integer(allow_none=True)
     action = String()
     object_type = String()
@@ -112,7 +135,7 @@ class InteractionOut(Schema):
     transcript = String(allow_none=True)
     kb_article_id = Integer(allow_none=True)
     kb_article_version = Integer(allow_none=True)
-    created_at = DateTime()
+    created_at = UTCDateTime()
 
 
 class TicketOut(Schema):
@@ -127,11 +150,11 @@ class TicketOut(Schema):
     channel = String()
     language = String(allow_none=True)
     assigned_agent_id = Integer(allow_none=True)
-    sla_due_at = DateTime(allow_none=True)
-    first_response_at = DateTime(allow_none=True)
-    resolved_at = DateTime(allow_none=True)
-    created_at = DateTime()
-    last_activity_at = DateTime()
+    sla_due_at = UTCDateTime(allow_none=True)
+    first_response_at = UTCDateTime(allow_none=True)
+    resolved_at = UTCDateTime(allow_none=True)
+    created_at = UTCDateTime()
+    last_activity_at = UTCDateTime()
     satisfaction = Integer(allow_none=True)
     referral = Dict(allow_none=True)
 
@@ -192,7 +215,7 @@ class AgentOut(Schema):
     name = String()
     role = String(validate=OneOf(list(ROLES)))
     presence = String()
-    presence_since = DateTime()
+    presence_since = UTCDateTime()
     capacity = Dict()
     desk = String(allow_none=True)
     skills = List(Nested(SkillOut))
