@@ -286,7 +286,11 @@ def apply(connection: sa.Connection, deltas: dict[Key, dict[str, int]]) -> None:
         connection.execute(stmt)
 
 
+_PENDING = "civicline_metric_deltas"
+
+
 def _after_flush(session: Session, _flush_context) -> None:
+    """Count what this flush changed; the increments are written once, at commit."""
     if not (session.new or session.dirty):
         return
     try:
@@ -295,17 +299,41 @@ def _after_flush(session: Session, _flush_context) -> None:
         log.warning("metrics: could not count a change", exc_info=True)
         return
     if deltas.rows:
-        apply(session.connection(), deltas.rows)
+        pending = session.info.setdefault(_PENDING, defaultdict(lambda: defaultdict(int)))
+        for key, counts in deltas.rows.items():
+            row = pending[key]
+            for name, value in counts.items():
+                row[name] += value
+
+
+def _before_commit(session: Session) -> None:
+    """Write the transaction's increments last, just before it commits.
+
+    Still one transaction with the changes they count, but the counter rows (shared by
+    every contact of the same hour and channel) are locked only for the commit itself,
+    not for the whole of each intake, so concurrent webhooks do not queue on them.
+    """
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        apply(session.connection(), pending)
+
+
+def _discard(session: Session, *_args) -> None:
+    session.info.pop(_PENDING, None)
 
 
 _installed = False
 
 
 def install() -> None:
-    """Start counting: listen to every ORM flush (once per process)."""
+    """Start counting: listen to every ORM flush and commit (once per process)."""
     global _installed
     if not _installed:
         event.listen(Session, "after_flush", _after_flush)
+        event.listen(Session, "before_commit", _before_commit)
+        event.listen(Session, "after_rollback", _discard)
         _installed = True
 
 
