@@ -265,25 +265,37 @@ def collect(session: Session) -> _Deltas:
     return d
 
 
-def apply(connection: sa.Connection, deltas: dict[Key, dict[str, int]]) -> None:
-    """Add increments to their rows: one upsert per touched row."""
-    table = MetricsHourly.__table__
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    for (hour, queue, channel, language, segment), counts in sorted(deltas.items()):
-        counts = {k: v for k, v in counts.items() if v}
-        if not counts:
-            continue
-        values = {"hour": hour, "queue": queue[:50], "channel": channel[:10],
-                  "language": language[:10], "segment": segment[:50],
-                  **{name: counts.get(name, 0) for name in COUNTERS}}
-        stmt = insert(table).values(**values)
-        stmt = stmt.on_conflict_do_update(
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_statement(dialect: str):
+    """One upsert that adds every counter (zeros add nothing), built once per dialect so
+    SQLAlchemy compiles it once and every commit reuses it."""
+    if dialect not in _UPSERTS:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        table = MetricsHourly.__table__
+        stmt = insert(table)
+        _UPSERTS[dialect] = stmt.on_conflict_do_update(
             index_elements=["hour", "queue", "channel", "language", "segment"],
-            set_={name: table.c[name] + stmt.excluded[name] for name in counts})
-        connection.execute(stmt)
+            set_={name: table.c[name] + stmt.excluded[name] for name in COUNTERS})
+    return _UPSERTS[dialect]
+
+
+def apply(connection: sa.Connection, deltas: dict[Key, dict[str, int]]) -> None:
+    """Add increments to their rows: one upsert per touched row, in a stable order so two
+    transactions never lock the same rows in opposite orders."""
+    rows = []
+    for (hour, queue, channel, language, segment), counts in sorted(deltas.items()):
+        if not any(counts.values()):
+            continue
+        rows.append({"hour": hour, "queue": queue[:50], "channel": channel[:10],
+                     "language": language[:10], "segment": segment[:50],
+                     **{name: counts.get(name, 0) for name in COUNTERS}})
+    for row in rows:
+        connection.execute(_upsert_statement(connection.dialect.name), row)
 
 
 _PENDING = "civicline_metric_deltas"
