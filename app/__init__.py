@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from apiflask import APIFlask
 from sqlalchemy import exc as sa_exc
@@ -26,10 +27,12 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     app.config["VALIDATION_ERROR_STATUS_CODE"] = 400
     app.config["AUTH_ERROR_STATUS_CODE"] = 401
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("REDIS_URL") or "memory://"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
+    migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
     redis_store.init_app(app)
     limiter.init_app(app)
     socketio.init_app(

@@ -61,7 +61,7 @@ def seed_demo() -> None:
 @click.option("--no-schedules", is_flag=True, help="Do not enqueue periodic jobs here.")
 def worker(queues: str, burst: bool, no_schedules: bool) -> None:
     """Run an RQ worker (with its scheduler) for the given queues. Needs REDIS_URL."""
-    from rq import Queue, Worker
+    from rq import Queue, SimpleWorker
 
     from app import jobs
     from app.extensions import redis_store
@@ -80,8 +80,10 @@ def worker(queues: str, burst: bool, no_schedules: bool) -> None:
         app = current_app._get_current_object()
         threading.Thread(target=jobs.periodic_loop, args=(app, redis_store.client, stop),
                          daemon=True).start()
-    rq_worker = Worker([Queue(n, connection=redis_store.client) for n in names],
-                       connection=redis_store.client)
+    # SimpleWorker runs jobs in this process instead of forking one per job: jobs are
+    # short and take ids, and a fork per job cost more than most jobs themselves.
+    rq_worker = SimpleWorker([Queue(n, connection=redis_store.client) for n in names],
+                             connection=redis_store.client)
     click.echo(f"worker serving {', '.join(names)}")
     try:
         rq_worker.work(burst=burst, with_scheduler=True)
@@ -100,7 +102,8 @@ def serve(host: str | None, port: int | None) -> None:
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     app.extensions["civicline_jobs"].start()
-    click.echo(f"CivicLine on http://{host}:{port}  (jobs: {app.extensions['civicline_jobs'].backend})")
+    backend = app.extensions["civicline_jobs"].backend
+    click.echo(f"CivicLine on http://{host}:{port}  (jobs: {backend})")
     # Werkzeug's threaded server carries Socket.IO's WebSocket transport (simple-websocket);
     # production uses gunicorn instead (see the README).
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

@@ -40,7 +40,10 @@ class RedisHolder:
         if url:
             import redis
 
-            self.client = redis.Redis.from_url(url)
+            # Timeouts, so a Redis that silently drops packets fails fast instead of
+            # hanging requests (jobs are parked in the database meanwhile).
+            self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3,
+                                               health_check_interval=30)
         else:
             self.client = None
         app.extensions["civicline_redis"] = self

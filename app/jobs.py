@@ -280,10 +280,14 @@ class RQRunner(JobRunner):
         if job_id:
             options["job_id"] = job_id
         if spec.retry_intervals:
-            options["retry"] = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
+            options["retry"] = Retry(
+                max=len(spec.retry_intervals), interval=list(spec.retry_intervals)
+            )
         q = self.queue(queue)
         if delay:
-            job = q.enqueue_in(timedelta(seconds=delay), "app.jobs.run_job", spec.name, args, **options)
+            job = q.enqueue_in(
+                timedelta(seconds=delay), "app.jobs.run_job", spec.name, args, **options
+            )
         else:
             job = q.enqueue("app.jobs.run_job", spec.name, args, **options)
         return job.id

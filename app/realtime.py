@@ -73,7 +73,9 @@ def interaction_summary(interaction) -> dict[str, Any]:
         "text": interaction.text,
         "subject": interaction.subject,
         "delivery_status": interaction.delivery_status,
-        "created_at": (interaction.created_at.isoformat() + "Z") if interaction.created_at else None,
+        "created_at": (
+            interaction.created_at.isoformat() + "Z" if interaction.created_at else None
+        ),
         "kb_article_id": interaction.kb_article_id,
         "kb_article_version": interaction.kb_article_version,
     }

@@ -101,7 +101,8 @@ def seed(echo: Callable[[str], None] = print) -> None:
                                           proficiency=level))
             echo(f"  {role} {email}")
     for segment, channels, description in SEGMENTS:
-        if db.session.scalar(sa.select(SegmentProfile).where(SegmentProfile.segment == segment)) is None:
+        query = sa.select(SegmentProfile).where(SegmentProfile.segment == segment)
+        if db.session.scalar(query) is None:
             db.session.add(SegmentProfile(segment=segment, preferred_channels=channels,
                                           description=description))
     for name, lang, segment, contacts, preferred, needs in CITIZENS:
