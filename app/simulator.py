@@ -7,7 +7,10 @@ to make (signed server-side with the same token the webhooks check, see
 simulator exercises signature checks, parsing, intake and TwiML end to end, and the
 page interprets the TwiML it gets back (Say, Gather, Enqueue, Record, Dial, Hangup).
 Replies come from the simulator outbox (``Outbox.simulated``), polled by the page.
-Other channels (email, chat, kiosk) add their own tabs and routes here.
+The email tab builds an RFC 5322 message and posts it to the real ``/webhooks/email``
+with the webhook secret (server-side, so the secret never reaches the page); its inbox
+polls the simulator outbox. The chat and walk-in tabs embed the real chat demo page and
+the kiosk.
 Disabled (404) unless ``SIMULATOR_ENABLED``; production turns it off by default.
 """
 
@@ -83,3 +86,55 @@ def phone_messages():
         items.append({"id": row.id, "text": interaction.text if interaction else "",
                       "at": row.sent_at.isoformat() + "Z" if row.sent_at else None})
     return jsonify({"number": number, "items": items})
+
+
+@bp.post("/simulator/email/send")
+def email_send():
+    """The simulator page sends an email as a resident, through the real email webhook."""
+    import email.utils
+    import uuid
+    from email.message import EmailMessage
+
+    data = request.get_json(silent=True) or {}
+    sender, subject, body = data.get("from"), data.get("subject"), data.get("body")
+    if not all(isinstance(v, str) and v.strip() for v in (sender, subject, body)):
+        return {"error": {"code": "bad_request",
+                          "message": "from, subject and body are required"}}, 400
+    message = EmailMessage()
+    message["From"] = sender.strip()
+    message["To"] = current_app.config.get("EMAIL_FROM")
+    message["Subject"] = subject.strip()
+    message["Date"] = email.utils.formatdate(localtime=False)
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@simulator.civicline.invalid>"
+    message.set_content(body)
+    response = current_app.test_client().post(
+        "/webhooks/email", data=message.as_bytes(),
+        headers={"Content-Type": "message/rfc822",
+                 "Authorization": f"Bearer {current_app.config.get('EMAIL_WEBHOOK_SECRET')}"},
+        environ_base={"REMOTE_ADDR": request.remote_addr or "127.0.0.1"})
+    return response.get_json(), response.status_code
+
+
+@bp.get("/simulator/email/messages")
+def email_messages():
+    """The simulator page polls for emails the center sent to the resident's address."""
+    from app.models import Interaction
+    from app.services.contacts import normalize_email
+
+    try:
+        address = normalize_email(request.args.get("address", ""))
+    except Invalid as exc:
+        return {"error": {"code": exc.code, "message": exc.message}}, 400
+    after = request.args.get("after", 0, type=int)
+    rows = db.session.scalars(
+        sa.select(Outbox).where(Outbox.channel == "email", Outbox.to_address == address,
+                                Outbox.simulated.is_(True), Outbox.id > after)
+        .order_by(Outbox.id).limit(100)
+    ).all()
+    items = []
+    for row in rows:
+        interaction = db.session.get(Interaction, row.interaction_id)
+        items.append({"id": row.id, "subject": (row.payload or {}).get("subject") or "",
+                      "text": interaction.text if interaction else "",
+                      "at": row.sent_at.isoformat() + "Z" if row.sent_at else None})
+    return jsonify({"address": address, "items": items})

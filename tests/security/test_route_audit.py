@@ -46,6 +46,8 @@ SIMULATOR = {
     ("/simulator", "GET"),
     ("/simulator/phone/messages", "GET"),
     ("/simulator/twilio/sign", "POST"),
+    ("/simulator/email/send", "POST"),
+    ("/simulator/email/messages", "GET"),
 }
 TWILIO_PREFIX = "/webhooks/twilio/"
 EMAIL_WEBHOOK = ("/webhooks/email", "POST")
