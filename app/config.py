@@ -95,8 +95,10 @@ class Config:
     RATELIMIT_SWALLOW_ERRORS = True
     # Webhooks are limited per source address, generously: a provider retrying a burst
     # must get through, a flood must not reach the database.
-    RATELIMIT_TWILIO = _env("RATELIMIT_TWILIO", "600 per minute")
-    RATELIMIT_EMAIL_WEBHOOK = _env("RATELIMIT_EMAIL_WEBHOOK", "120 per minute")
+    # Per source address. Twilio posts from a pool of addresses, so this only stops a
+    # flood from one source; raise it for very busy lines.
+    RATELIMIT_TWILIO = _env("RATELIMIT_TWILIO", "6000 per minute")
+    RATELIMIT_EMAIL_WEBHOOK = _env("RATELIMIT_EMAIL_WEBHOOK", "1200 per minute")
     # Outbox sweep: rows pending this long lost their job; a row "sending" longer than
     # the timeout lost its worker mid-send and is settled as "unknown".
     OUTBOX_STALE_SECONDS = _int("OUTBOX_STALE_SECONDS", 300)

@@ -34,9 +34,9 @@ def _assert_json_429(response):
 def test_limits_are_stored_in_redis_when_redis_is_configured(make_app):
     app = make_app(RATELIMIT_ENABLED=True)
     assert app.config["RATELIMIT_STORAGE_URI"] == (os.environ.get("REDIS_URL") or "memory://")
-    assert Config.RATELIMIT_TWILIO == os.environ.get("RATELIMIT_TWILIO", "600 per minute")
+    assert Config.RATELIMIT_TWILIO == os.environ.get("RATELIMIT_TWILIO", "6000 per minute")
     assert Config.RATELIMIT_EMAIL_WEBHOOK == os.environ.get("RATELIMIT_EMAIL_WEBHOOK",
-                                                            "120 per minute")
+                                                            "1200 per minute")
 
 
 def test_sign_in_flood_gets_429(limited, make_user):
