@@ -181,6 +181,26 @@ def voice_connect():
     return twiml(telephony.voice_connect(request.form, agent_id, _lang()))
 
 
+@bp.post("/voice/survey")
+@twilio_webhook("twilio_voice")
+def voice_survey():
+    """Twilio fetches this when the agent leg of a call ends (the Dial's action)."""
+    ticket_id = request.args.get("ticket", type=int)
+    if ticket_id is None:
+        raise ParseError("survey step without a ticket")
+    return twiml(telephony.voice_survey(request.form, ticket_id, _lang()))
+
+
+@bp.post("/voice/survey-score")
+@twilio_webhook("twilio_voice")
+def voice_survey_score():
+    """Twilio posts the key the caller pressed after the survey question."""
+    ticket_id = request.args.get("ticket", type=int)
+    if ticket_id is None:
+        raise ParseError("survey step without a ticket")
+    return twiml(telephony.voice_survey_score(request.form, ticket_id, _lang()))
+
+
 @bp.post("/voice/callback-answer")
 @twilio_webhook("twilio_voice")
 def voice_callback_answer():

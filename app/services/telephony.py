@@ -849,15 +849,38 @@ def voice_connect(form, agent_id: int, lang: str) -> str:
         meta["connected_agent_id"] = agent_id
         interaction.meta = dict(meta)
         db.session.commit()
-    return _dial_agent(agent)
+    ticket_id = interaction.ticket_id if interaction is not None else None
+    return _dial_agent(agent, ticket_id, lang)
 
 
-def _dial_agent(agent: User) -> str:
+def _dial_agent(agent: User, ticket_id: int | None = None, lang: str = "en") -> str:
+    """Bridge to the agent; when the agent hangs up, Twilio comes back to the survey step
+    (the Dial's action) so the caller can rate the call before the line closes."""
     config = current_app.config
     caller_id = config.get("TWILIO_PHONE_NUMBER")
+    action = step_url("survey", ticket=ticket_id, lang=lang) if ticket_id else None
     if agent.phone and not softphone_configured():
-        return tv.dial_number(agent.phone, caller_id=caller_id)
-    return tv.dial_client(agent_identity(agent.id), caller_id=caller_id)
+        return tv.dial_number(agent.phone, caller_id=caller_id, action_url=action)
+    return tv.dial_client(agent_identity(agent.id), caller_id=caller_id, action_url=action)
+
+
+def voice_survey(form, ticket_id: int, lang: str) -> str:
+    """The agent leg ended: ask the caller to rate the call, if they talked to someone."""
+    if (form.get("DialCallStatus") or "completed") != "completed":
+        return tv.hangup(lang, None)
+    return tv.survey(lang, step_url("survey-score", ticket=ticket_id, lang=lang))
+
+
+def voice_survey_score(form, ticket_id: int, lang: str) -> str:
+    """The caller pressed a key after the survey question: record a 1-5 score."""
+    from app.services import surveys
+
+    digit = (form.get("Digits") or "").strip()
+    if digit in {"1", "2", "3", "4", "5"} and db.session.get(Ticket, ticket_id) is not None:
+        surveys.record_survey(ticket_id, "voice", int(digit))
+        thanks = {"en": "Thank you. Goodbye.", "es": "Gracias. Adiós."}
+        return tv.hangup(lang, thanks.get(lang, thanks["en"]))
+    return tv.hangup(lang, None)
 
 
 def softphone_configured() -> bool:
@@ -875,7 +898,7 @@ def voice_callback_answer(form, agent_id: int) -> str:
         db.session.commit()
     if agent is None:
         return tv.hangup("en", None)
-    return _dial_agent(agent)
+    return _dial_agent(agent, interaction.ticket_id if interaction is not None else None)
 
 
 def connect_call_for_ticket(ticket_id: int, agent_id: int) -> dict[str, Any]:

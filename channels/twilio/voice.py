@@ -547,3 +547,20 @@ def _float_or_none(value: str | None) -> float | None:
         return float((value or "").strip())
     except ValueError:
         return None
+
+
+SURVEY_PROMPTS = {
+    "en": "Thank you for calling. How did we do? Press 1 to 5, where 5 is very satisfied.",
+    "es": "Gracias por llamar. ¿Cómo lo hicimos? Marque del 1 al 5; 5 es muy satisfecho.",
+}
+
+
+def survey(lang: str, action_url: str) -> str:
+    """After the agent hangs up: a one-key satisfaction question (1-5)."""
+    lang = normalize_lang(lang)
+    response = VoiceResponse()
+    gather = response.gather(input="dtmf", num_digits=1, action=action_url, method="POST",
+                             timeout=6)
+    _say(gather, lang, SURVEY_PROMPTS[lang])
+    response.hangup()
+    return str(response)

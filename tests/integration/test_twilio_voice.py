@@ -344,3 +344,30 @@ def test_voice_token_needs_configuration(app, client, auth_headers):
     assert claims["grants"]["identity"] == body["identity"] and body["identity"].startswith(
         "agent-")
     assert claims["grants"]["voice"]["outgoing"]["application_sid"] == "AP" + "2" * 32
+
+
+def test_after_the_agent_hangs_up_the_caller_rates_the_call(client, open_queues, make_user):
+    from app.models import SurveyResponse
+
+    call = queue_caller(client, "+15555550139")
+    agent = make_user(email="rated@example.org")
+    ticket_id = call.interactions()[0].ticket_id
+    doc = call.step("connect", f"?agent={agent.id}&lang=en")
+    action = doc.find("Dial").get("action")
+    assert action == f"{BASE}/survey?ticket={ticket_id}&lang=en"
+    # Twilio requests the Dial's action when the agent leg ends.
+    doc = call.step("survey", f"?ticket={ticket_id}&lang=en", DialCallStatus="completed")
+    gather = doc.find("Gather")
+    assert gather.get("numDigits") == "1" and "Press 1 to 5" in said(doc)
+    assert gather.get("action") == f"{BASE}/survey-score?ticket={ticket_id}&lang=en"
+    doc = call.step("survey-score", f"?ticket={ticket_id}&lang=en", Digits="4")
+    assert doc.find("Hangup") is not None and "Thank you" in said(doc)
+    survey = db.session.scalar(sa.select(SurveyResponse))
+    assert (survey.ticket_id, survey.channel, survey.score) == (ticket_id, "voice", 4)
+    assert db.session.get(Ticket, ticket_id).satisfaction == 4
+    # No agent answered: nobody is asked to rate a call that did not happen.
+    doc = call.step("survey", f"?ticket={ticket_id}&lang=en", DialCallStatus="no-answer")
+    assert doc.find("Gather") is None
+    # A key that is not a score records nothing.
+    call.step("survey-score", f"?ticket={ticket_id}&lang=en", Digits="9")
+    assert count(SurveyResponse) == 1
