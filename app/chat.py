@@ -293,6 +293,28 @@ def resident_message(conn: _Connection, data: dict) -> dict[str, Any]:
             "message": payload}
 
 
+def kb_feedback(conn: _Connection, data: dict) -> dict[str, Any]:
+    """Record one "was this helpful?" vote on a KB answer shown in this chat (once per
+    answer: a second vote on the same answer changes nothing)."""
+    from app.models import KBFeedback
+    from app.services import knowledge
+
+    interaction_id, helpful = data.get("interaction_id"), data.get("helpful")
+    if not isinstance(interaction_id, int) or not isinstance(helpful, bool):
+        raise Invalid("feedback needs interaction_id and helpful (true or false)",
+                      code="invalid_feedback")
+    interaction = db.session.get(Interaction, interaction_id)
+    if (interaction is None or conn.ticket_id is None
+            or interaction.ticket_id != conn.ticket_id or not interaction.kb_article_id):
+        raise Invalid("that message is not an answer in this chat", code="unknown_answer")
+    already = db.session.scalar(sa.select(KBFeedback.id).where(
+        KBFeedback.interaction_id == interaction.id).limit(1))
+    if already is None:
+        knowledge.record_feedback(interaction.kb_article_id, interaction.kb_article_version,
+                                  "chat", helpful, interaction_id=interaction.id)
+    return {"ok": True, "recorded": already is None}
+
+
 def _wants_person(ticket: Ticket) -> bool:
     if ticket.assigned_agent_id:
         return True
@@ -694,6 +716,11 @@ class ChatNamespace(Namespace):
         realtime.emit("chat.typing", {"ticket_id": conn.ticket_id, "typing": typing,
                                       "author": "resident"}, rooms=[f"ticket:{conn.ticket_id}"])
         return {"ok": True}
+
+    @_guarded
+    def on_chat_feedback(self, data=None):
+        """The resident answers "was this helpful?" under a knowledge-base answer."""
+        return kb_feedback(_connection(), data if isinstance(data, dict) else {})
 
     @_guarded
     def on_chat_read(self, data=None):

@@ -159,9 +159,27 @@
       if (m.client_id) { node.dataset.clientId = m.client_id; }
       node.appendChild(el("span", { "class": "clc-who" }, label(m) + ":"));
       node.appendChild(document.createTextNode(m.text));
+      if (m.kb && m.id) { node.appendChild(helpfulButtons(m.id)); }
       ui.log.appendChild(node);
       ui.log.scrollTop = ui.log.scrollHeight;
       if (m.author !== "resident" && m.id) { markRead(m.id); }
+    }
+
+    function helpfulButtons(id) {
+      var box = el("div", { "class": "clc-helpful", role: "group", "aria-label": "Was this helpful?" });
+      box.appendChild(el("span", {}, "Was this helpful? "));
+      [["Yes", true], ["No", false]].forEach(function (choice) {
+        var button = el("button", { type: "button", "class": "clc-secondary" }, choice[0]);
+        button.addEventListener("click", function () {
+          socket.emit("chat.feedback", { interaction_id: id, helpful: choice[1] }, function (ack) {
+            if (ack && ack.ok) {
+              box.textContent = "Thank you for your feedback.";
+            } else { error(ack && ack.error ? ack.error.message : "Feedback not sent."); }
+          });
+        });
+        box.appendChild(button);
+      });
+      return box;
     }
 
     function markRead(id) {

@@ -99,3 +99,21 @@ def test_chat_widget_shows_errors_as_alerts(app, live_server, page):
     page.get_by_label("Your message").fill("x" * 2000 + "yz")
     # maxlength keeps the resident within the limit the server enforces.
     assert len(page.get_by_label("Your message").input_value()) == 2000
+
+
+def test_was_this_helpful_buttons_under_an_answer(app, live_server, page, seeded, run_jobs):
+    from app.models import KBFeedback
+
+    page.goto(live_server + "/chat-demo")
+    page.get_by_label("Name").fill("Ada")
+    page.get_by_role("button", name="Start chat").click()
+    page.get_by_label("Your message").fill("how do I renew my passport")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('.clc-resident[data-id]') !== null")
+    run_jobs()
+    helpful = page.get_by_role("group", name="Was this helpful?")
+    helpful.get_by_role("button", name="Yes").click()
+    helpful.get_by_text("Thank you for your feedback.").wait_for()
+    db.session.expire_all()
+    row = db.session.scalar(sa.select(KBFeedback))
+    assert row is not None and row.helpful and row.channel == "chat"

@@ -320,3 +320,26 @@ def test_limits_and_bad_input_give_clear_errors(app, resident):
     stored = db.session.scalar(sa.select(sa.func.count()).select_from(Interaction).where(
         Interaction.direction == "inbound"))
     assert stored == 6  # every accepted message is stored once, no refused one is
+
+
+def test_was_this_helpful_under_a_knowledge_base_answer(app, resident, seeded, run_jobs):
+    from app.models import KBFeedback
+
+    r = resident()
+    assert r.call("chat.start", {"name": "Ada", "language": "en"})["ok"]
+    asked = r.say("when is my property tax due?")
+    run_jobs()
+    answer = r.wait_for("chat.message", lambda d: d["author"] == "bot")
+    assert answer["kb"] is not None
+    vote = r.call("chat.feedback", {"interaction_id": answer["id"], "helpful": True})
+    assert vote == {"ok": True, "recorded": True}
+    again = r.call("chat.feedback", {"interaction_id": answer["id"], "helpful": False})
+    assert again == {"ok": True, "recorded": False}
+    db.session.expire_all()
+    (row,) = db.session.scalars(sa.select(KBFeedback)).all()
+    assert (row.article_id, row.version, row.channel, row.helpful) == (
+        answer["kb"]["article_id"], answer["kb"]["version"], "chat", True)
+    # Only answers shown in this chat can be rated.
+    bad = r.call("chat.feedback", {"interaction_id": asked["message"]["id"], "helpful": True})
+    assert not bad["ok"] and bad["error"]["code"] == "unknown_answer"
+    assert not r.call("chat.feedback", {"interaction_id": "x"})["ok"]
