@@ -95,7 +95,8 @@ TEXT = {
         "when_open": "An agent will reply within about {minutes}.",
         "when_closed": "We are closed now; an agent will reply when we open.",
         "help": "CivicLine, your government information line. Text your question, reply "
-        "AGENT for a person, STOP to opt out. Msg&data rates may apply.",
+        "AGENT for a person, HELPFUL or NOT HELPFUL to rate an answer, STOP to opt out. "
+        "Msg&data rates may apply.",
         "opt_in": "You will get CivicLine texts again. Reply HELP for help, STOP to opt out.",
         "sent_by_sms": "We sent this answer to you by text message.",
         "cannot_sms": "Sorry, we cannot send text messages to this number.",
@@ -112,7 +113,8 @@ TEXT = {
         "when_open": "Un agente le responderá en unos {minutes}.",
         "when_closed": "Ahora estamos cerrados; un agente le responderá cuando abramos.",
         "help": "CivicLine, su línea de información del gobierno. Escriba su pregunta, "
-        "responda AGENTE para hablar con una persona, STOP para no recibir mensajes.",
+        "responda AGENTE para hablar con una persona, ÚTIL o NO ÚTIL para valorar una "
+        "respuesta, STOP para no recibir mensajes.",
         "opt_in": "Volverá a recibir mensajes de CivicLine. Responda AYUDA o STOP.",
         "sent_by_sms": "Le enviamos esta respuesta por mensaje de texto.",
         "cannot_sms": "Lo sentimos, no podemos enviar mensajes de texto a este número.",
@@ -982,10 +984,46 @@ def _place_callback(ticket: Ticket, agent: User, call: Interaction | None,
     return {"action": "callback", "call_sid": call_sid, "simulated": client is None}
 
 
+HELPFUL_WORDS = {"HELPFUL": True, "UTIL": True, "ÚTIL": True,
+                 "NOT HELPFUL": False, "NO UTIL": False, "NO ÚTIL": False}
+
+
+def sms_kb_feedback(interaction: Interaction, ticket: Ticket) -> bool:
+    """A follow-up pre-hook: a text that is just HELPFUL or NOT HELPFUL (ÚTIL / NO ÚTIL)
+    rates the last knowledge-base answer texted on this ticket in the past week."""
+    if interaction.channel != "sms" or interaction.direction != "inbound":
+        return False
+    word = " ".join((interaction.text or "").upper().strip(" .!").split())
+    if word not in HELPFUL_WORDS:
+        return False
+    answer = db.session.scalar(
+        sa.select(Interaction).where(
+            Interaction.ticket_id == ticket.id, Interaction.direction == "outbound",
+            Interaction.kb_article_id.is_not(None),
+            Interaction.created_at >= utcnow() - timedelta(days=7))
+        .order_by(Interaction.id.desc()).limit(1))
+    if answer is None:
+        return False
+    from app.services import knowledge
+
+    knowledge.record_feedback(answer.kb_article_id, answer.kb_article_version, "sms",
+                              HELPFUL_WORDS[word], interaction_id=answer.id)
+    meta = dict(interaction.meta or {})
+    meta["kb_feedback"] = HELPFUL_WORDS[word]
+    interaction.meta = meta
+    lang = _lang(ticket.language)
+    thanks = {"en": "Thanks for your feedback.", "es": "Gracias por su opinión."}[lang]
+    outbound.queue_message(ticket, "sms", thanks, author_kind="system")
+    return True
+
+
 def register() -> None:
-    """Plug the SMS sender and the SMS self-service hook into outbound and follow-up."""
+    """Plug the SMS sender, the SMS self-service hook and the SMS "was this helpful"
+    capture into outbound and follow-up."""
     outbound.register_sender("sms", sms_sender_factory)
     followup.SELF_SERVICE_HOOKS["sms"] = sms_self_service
+    if sms_kb_feedback not in followup.PRE_HOOKS:
+        followup.PRE_HOOKS.append(sms_kb_feedback)
 
 
 register()

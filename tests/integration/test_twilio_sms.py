@@ -162,6 +162,27 @@ def test_mms_media_become_attachments(client):
 # --- Self-service and AGENT ---------------------------------------------------------------
 
 
+def test_helpful_reply_rates_the_answer_it_follows(client, seeded, run_jobs):
+    from app.models import KBFeedback
+
+    text(client, "how do I renew my passport")
+    run_jobs()
+    ticket = db.session.scalar(sa.select(Ticket))
+    text(client, "Helpful!")
+    run_jobs()
+    db.session.expire_all()
+    (vote,) = db.session.scalars(sa.select(KBFeedback)).all()
+    assert (vote.article_id, vote.version, vote.channel, vote.helpful) == (1, 1, "sms", True)
+    assert outbound_sms(ticket.id)[-1].text == "Thanks for your feedback."
+    assert count(WorkItem) == 0  # a rating is not a request for a person
+    text(client, "not helpful")
+    run_jobs()
+    db.session.expire_all()
+    assert [v.helpful for v in db.session.scalars(
+        sa.select(KBFeedback).order_by(KBFeedback.id))] == [True, False]
+
+
+
 def test_confident_answer_is_texted_with_link_and_agent_line(client, seeded, run_jobs):
     text(client, "how do I renew my passport")
     run_jobs()
@@ -269,7 +290,8 @@ def test_start_opts_back_in_and_help_gets_the_help_text(client, run_jobs):
     run_jobs()
     texts = [r.text for r in outbound_sms()]
     assert texts[0].startswith("You will get CivicLine texts again")
-    assert "reply AGENT for a person, STOP to opt out" in texts[1]
+    assert ("reply AGENT for a person, HELPFUL or NOT HELPFUL to rate an answer, "
+            "STOP to opt out") in texts[1]
 
 
 # --- Sending through Twilio's REST API --------------------------------------------------
