@@ -31,7 +31,7 @@ def test_chat_widget_keyboard_only_with_live_agent_and_reload(app, live_server, 
     # The form opens with focus in its first field; everything is reachable by Tab.
     name = page.get_by_label("Name")
     name.wait_for()
-    assert page.evaluate("document.activeElement.id") == "clc-name"
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'clc-name'")
     page.keyboard.type("Ada")
     page.keyboard.press("Tab")
     page.keyboard.type("ada@example.org")
@@ -41,7 +41,7 @@ def test_chat_widget_keyboard_only_with_live_agent_and_reload(app, live_server, 
     page.keyboard.press("Enter")
     message_box = page.get_by_label("Your message")
     message_box.wait_for()
-    assert page.evaluate("document.activeElement.id") == "clc-input"
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'clc-input'")
     log = page.get_by_role("log", name="Conversation")
     assert log.get_attribute("aria-live") == "polite"
 
@@ -92,7 +92,7 @@ def test_chat_widget_shows_errors_as_alerts(app, live_server, page):
     page.get_by_role("button", name="Start chat").press("Enter")
     alert = page.get_by_role("alert")
     alert.get_by_text("not an email address").wait_for()
-    assert page.evaluate("document.activeElement.id") == "clc-email"
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'clc-email'")
     page.get_by_label("Email", exact=True).fill("")
     page.get_by_role("button", name="Start chat").press("Enter")
     page.get_by_label("Your message").wait_for()
