@@ -27,7 +27,8 @@ def test_kiosk_check_in_with_keyboard_and_board_update(app, live_server, page, n
     page.keyboard.press("ArrowDown")  # the second service, alphabetical: Housing help
     assert page.get_by_label("Housing help").is_checked()
     page.keyboard.press("Tab")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'kiosk-language'")
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.id === 'kiosk-language'")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
     assert page.get_by_label("Language").input_value() == "zh"
@@ -36,7 +37,8 @@ def test_kiosk_check_in_with_keyboard_and_board_update(app, live_server, page, n
     page.keyboard.press("Enter")
     heading = page.get_by_role("heading", name="Your number")
     heading.wait_for()
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'kiosk-result-title'")
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.id === 'kiosk-result-title'")
     assert page.locator("#kiosk-number").inner_text() == "H-001"
     assert "You are next for Housing help" in page.locator("#kiosk-wait").inner_text()
     assert "text you" in page.locator("#kiosk-text").inner_text()
