@@ -72,19 +72,7 @@ def phone_messages():
         number = normalize_phone(request.args.get("number", ""))
     except Invalid as exc:
         return {"error": {"code": exc.code, "message": exc.message}}, 400
-    after = request.args.get("after", 0, type=int)
-    rows = db.session.scalars(
-        sa.select(Outbox).where(Outbox.channel == "sms", Outbox.to_address == number,
-                                Outbox.simulated.is_(True), Outbox.id > after)
-        .order_by(Outbox.id).limit(100)
-    ).all()
-    from app.models import Interaction
-
-    items = []
-    for row in rows:
-        interaction = db.session.get(Interaction, row.interaction_id)
-        items.append({"id": row.id, "text": interaction.text if interaction else "",
-                      "at": row.sent_at.isoformat() + "Z" if row.sent_at else None})
+    items = _simulated_outbox("sms", number, request.args.get("after", 0, type=int))
     return jsonify({"number": number, "items": items})
 
 
@@ -118,23 +106,31 @@ def email_send():
 @bp.get("/simulator/email/messages")
 def email_messages():
     """The simulator page polls for emails the center sent to the resident's address."""
-    from app.models import Interaction
     from app.services.contacts import normalize_email
 
     try:
         address = normalize_email(request.args.get("address", ""))
     except Invalid as exc:
         return {"error": {"code": exc.code, "message": exc.message}}, 400
-    after = request.args.get("after", 0, type=int)
+    items = _simulated_outbox("email", address, request.args.get("after", 0, type=int))
+    return jsonify({"address": address, "items": items})
+
+
+def _simulated_outbox(channel: str, address: str, after: int) -> list[dict]:
+    """What the center sent to one simulated phone or mailbox since outbox row ``after``."""
+    from app.models import Interaction
+
     rows = db.session.scalars(
-        sa.select(Outbox).where(Outbox.channel == "email", Outbox.to_address == address,
+        sa.select(Outbox).where(Outbox.channel == channel, Outbox.to_address == address,
                                 Outbox.simulated.is_(True), Outbox.id > after)
         .order_by(Outbox.id).limit(100)
     ).all()
     items = []
     for row in rows:
         interaction = db.session.get(Interaction, row.interaction_id)
-        items.append({"id": row.id, "subject": (row.payload or {}).get("subject") or "",
-                      "text": interaction.text if interaction else "",
-                      "at": row.sent_at.isoformat() + "Z" if row.sent_at else None})
-    return jsonify({"address": address, "items": items})
+        item = {"id": row.id, "text": interaction.text if interaction else "",
+                "at": row.sent_at.isoformat() + "Z" if row.sent_at else None}
+        if channel == "email":
+            item["subject"] = (row.payload or {}).get("subject") or ""
+        items.append(item)
+    return items
