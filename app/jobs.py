@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,26 +106,30 @@ def enqueue(
     return runner.enqueue(spec, args, delay=delay, job_id=job_id, queue=queue or spec.queue)
 
 
-def call_with_app(app: Flask, spec_name: str, args: tuple, attempt: int = 0) -> Any:
+def call_with_app(app: Flask, spec_name: str, args: tuple) -> Any:
     spec = resolve(spec_name)
     with app.app_context():
         return spec.func(*args)
 
 
-class JobRunner:
+class JobRunner(ABC):
+    """What both backends offer: queue a job, and drain the queues in burst mode."""
+
     backend = "base"
 
-    def enqueue(self, spec, args, *, delay, job_id, queue) -> str:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def enqueue(self, spec, args, *, delay, job_id, queue) -> str: ...
 
-    def run_pending(self, max_jobs: int = 10_000) -> int:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int: ...
 
+    @abstractmethod
     def start(self) -> None:
-        pass
+        """Start executing jobs in the background of this process, if this backend does."""
 
+    @abstractmethod
     def stop(self) -> None:
-        pass
+        """Stop the background execution started by ``start``."""
 
 
 @dataclass(order=True)
@@ -257,6 +262,12 @@ class RQRunner(JobRunner):
     def __init__(self, app: Flask, connection):
         self.app = app
         self.connection = connection
+
+    def start(self) -> None:
+        """Nothing runs in the web process: ``flask worker`` processes execute RQ jobs."""
+
+    def stop(self) -> None:
+        """Nothing to stop here (see ``start``)."""
 
     def queue(self, name: str):
         from rq import Queue

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask import current_app
@@ -57,6 +57,9 @@ class IntakeResult:
     ticket_reference: str
     created_ticket: bool
     duplicate: bool
+    # The realtime payload, built from memory before the commit so announcing it after
+    # the commit costs no queries (None for a duplicate: nothing new to announce).
+    announcement: dict | None = field(default=None, compare=False, repr=False)
 
 
 def store_failed_payload(source: str, body: bytes | str, content_type: str | None,
@@ -169,8 +172,7 @@ def _queue_for(msg: InboundMessage) -> Queue | None:
     return None
 
 
-def _open_ticket(msg: InboundMessage, citizen: Citizen, point: ContactPoint | None,
-                 previous: Ticket | None) -> Ticket:
+def _open_ticket(msg: InboundMessage, citizen: Citizen, point: ContactPoint | None) -> Ticket:
     now = utcnow()
     subject = (msg.subject or msg.text or "").strip().splitlines()[0][:300] if (
         msg.subject or msg.text) else f"{msg.channel} contact"
@@ -227,7 +229,7 @@ def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
     if ticket is not None and ticket.status == "closed":
         ticket = None
     if ticket is None:
-        ticket = _open_ticket(msg, citizen, point, None)
+        ticket = _open_ticket(msg, citizen, point)
         created = True
     else:
         if ticket.status in ("resolved", "pending_citizen"):
@@ -258,19 +260,15 @@ def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
     db.session.add(interaction)
     _add_thread_keys(msg, ticket, None if created else getattr(ticket, "found_by", None))
     db.session.flush()
-    result = IntakeResult(interaction.id, ticket.id, citizen.id, ticket.reference, created, False)
-    # Build the realtime payloads now, from memory, so announcing costs no queries.
     from app import realtime
 
-    payload = {"ticket": realtime.ticket_summary(ticket),
-               "interaction": realtime.interaction_summary(interaction),
-               "rooms": realtime.ticket_rooms(ticket)}
+    announcement = {"ticket": realtime.ticket_summary(ticket),
+                    "interaction": realtime.interaction_summary(interaction),
+                    "rooms": realtime.ticket_rooms(ticket)}
+    result = IntakeResult(interaction.id, ticket.id, citizen.id, ticket.reference, created,
+                          False, announcement)
     db.session.commit()
-    _PAYLOADS[result.interaction_id] = payload
     return result
-
-
-_PAYLOADS: dict[int, dict] = {}
 
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
@@ -299,9 +297,9 @@ def announce(result: IntakeResult) -> None:
     """Tell connected consoles about a new interaction (and a new ticket)."""
     from app import realtime
 
-    payload = _PAYLOADS.pop(result.interaction_id, None)
-    if current_app.config.get("REALTIME_DISABLED") or payload is None:
+    if current_app.config.get("REALTIME_DISABLED") or result.announcement is None:
         return
+    payload = dict(result.announcement)
     rooms = payload.pop("rooms")
     if result.created_ticket:
         realtime.emit("ticket.created", payload["ticket"], rooms=rooms)

@@ -315,17 +315,19 @@ def voicemail(
     return str(response)
 
 
+def _dial(caller_id: str | None, action_url: str | None, timeout: int):
+    """A ``<Dial>`` that, when ``action_url`` is given, comes back there when it ends."""
+    response = VoiceResponse()
+    dial = response.dial(caller_id=caller_id, action=action_url,
+                         method="POST" if action_url else None, timeout=timeout)
+    return response, dial
+
+
 def dial_client(
     identity: str, caller_id: str | None = None, action_url: str | None = None, timeout: int = 20
 ) -> str:
     """Ring an agent's browser softphone (a Twilio Client registered as ``identity``)."""
-    response = VoiceResponse()
-    dial = response.dial(
-        caller_id=caller_id,
-        action=action_url,
-        method="POST" if action_url else None,
-        timeout=timeout,
-    )
+    response, dial = _dial(caller_id, action_url, timeout)
     dial.client(identity)
     return str(response)
 
@@ -334,13 +336,7 @@ def dial_number(
     number: str, caller_id: str | None = None, action_url: str | None = None, timeout: int = 30
 ) -> str:
     """Connect the call to a phone number (a resident for a callback, or a transfer)."""
-    response = VoiceResponse()
-    dial = response.dial(
-        caller_id=caller_id,
-        action=action_url,
-        method="POST" if action_url else None,
-        timeout=timeout,
-    )
+    response, dial = _dial(caller_id, action_url, timeout)
     dial.number(number)
     return str(response)
 
