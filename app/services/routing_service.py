@@ -757,28 +757,26 @@ def _open_offer_name(step: Step, offer_id: int) -> str:
     raise Conflict(f"offer {offer_id} is {row.status}", code="offer_closed")
 
 
-def accept(offer_id: int, actor: User) -> dict[str, Any]:
-    """The agent accepts an offer: the ticket is theirs (409 when late or already taken)."""
+def _answer_offer(offer_id: int, actor: User, answer: str) -> dict[str, Any]:
+    """Apply the agent's answer (the router's ``accept`` or ``decline``) to an offer."""
     offer = _offer_for(offer_id, actor)
 
     def action(step: Step) -> list[ev.Event]:
-        return step.router.accept(_open_offer_name(step, offer_id), step.now)
+        return getattr(step.router, answer)(_open_offer_name(step, offer_id), step.now)
 
     run_step(action)
     db.session.refresh(offer)
     return offer_payload(offer)
+
+
+def accept(offer_id: int, actor: User) -> dict[str, Any]:
+    """The agent accepts an offer: the ticket is theirs (409 when late or already taken)."""
+    return _answer_offer(offer_id, actor, "accept")
 
 
 def decline(offer_id: int, actor: User) -> dict[str, Any]:
     """The agent declines: the item goes to someone else."""
-    offer = _offer_for(offer_id, actor)
-
-    def action(step: Step) -> list[ev.Event]:
-        return step.router.decline(_open_offer_name(step, offer_id), step.now)
-
-    run_step(action)
-    db.session.refresh(offer)
-    return offer_payload(offer)
+    return _answer_offer(offer_id, actor, "decline")
 
 
 def _may_handle(ticket: Ticket, actor: User) -> None:
