@@ -564,7 +564,9 @@ def _notices(step: Step) -> list[tuple[str, dict[str, Any], list[str], str]]:
             payload = {"ticket": realtime.ticket_summary(ticket), **data}
             notices.append(("ticket.assigned", payload, realtime.ticket_rooms(ticket), "/agent"))
         elif isinstance(event, ev.AgentPresenceChanged):
-            notices.append(("presence.changed", data, room, "/agent"))
+            # The console reads ``presence`` (as in the presence API's answer).
+            notices.append(("presence.changed", {**data, "presence": event.new}, room,
+                            "/agent"))
     return notices
 
 
