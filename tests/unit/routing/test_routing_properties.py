@@ -53,7 +53,8 @@ def pick(values, index):
     return values[index % len(values)] if values else None
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(operation, min_size=1, max_size=60))
 def test_work_conservation(ops):
     import copy
