@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routing.erlang import evaluate
+from routing.errors import OfferTimedOut
 from routing.model import ASSIGNED, PENDING, ROUTABLE_PRESENCES, WAITING, WorkItem
 from routing.sim import run_simulation, theory_config
 from tests.unit.routing.conftest import make_agent, make_router
@@ -53,10 +54,15 @@ def pick(values, index):
     return values[index % len(values)] if values else None
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(operation, min_size=1, max_size=60))
 def test_work_conservation(ops):
+    """After every operation and the periodic tick that the app runs with each step.
+
+    Examples are random on every run (hypothesis keeps any failure in its database and
+    prints the reproducing example).
+    """
     import copy
 
     router = make_router(offer_timeout_seconds=15.0, reoffer_after_seconds=40.0)
@@ -76,7 +82,12 @@ def test_work_conservation(ops):
                                    accessibility=("deaf",) if deaf else ()), now)
         elif kind in ("accept", "decline") and pending:
             offer_id = pick(pending, op[1])
-            getattr(router, kind)(offer_id, now)
+            try:
+                getattr(router, kind)(offer_id, now)
+            except OfferTimedOut:
+                # Answered after its deadline: refused; the tick below expires the offer.
+                router.tick(now)
+                assert offer_id not in router.offers
         elif kind == "complete" and assigned:
             router.complete(pick(assigned, op[1]), now)
         elif kind == "abandon" and router.items:
@@ -90,7 +101,7 @@ def test_work_conservation(ops):
         elif kind == "tick":
             now += op[1]
             router.tick(now)
-        router.expire_offers(now)
+        router.tick(now)
         assert_work_conserved(router, now)
 
 
