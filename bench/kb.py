@@ -12,7 +12,10 @@ table; ``--articles N`` and ``--queries N`` size the speed part).
    and body), lower-cased and split on whitespace. Both rankings are reduced to
    translation groups before scoring recall@1, recall@3 and MRR (over the top 10).
 2. Speed. 10,000 synthetic articles are generated from the demo articles' sentences and
-   vocabulary (same language mix), indexed in memory, and 1,000 queries are timed.
+   vocabulary (same language mix), indexed in memory, and 1,000 queries are timed. The
+   hybrid run indexes 1,000 (``--semantic-articles``) because every article is embedded
+   first (tens of milliseconds each on one CPU core); its search time is dominated by
+   embedding the question, and scanning 10,000 article vectors adds about a millisecond.
 3. Consistency. Every labeled question is answered for SMS, voice, chat and email; the
    rate is the share of questions that get the same article and version on all four.
 4. Through the app (``--database-url URL``, or ``--database-url`` alone to use
@@ -23,9 +26,18 @@ table; ``--articles N`` and ``--queries N`` size the speed part).
    then measured through ``answer_for``. Use a scratch database: the generated articles
    are deleted at the end, the demo articles stay.
 
+5. Semantic matching. Parts 1 and 2 are run twice on the same questions and the same
+   generated articles: lexical only, and hybrid (BM25F fused with all-MiniLM-L6-v2
+   cosine similarity, see ``knowledge_base.semantic``), side by side, with MRR per
+   language for both and the search p99 of both (the hybrid p99 includes embedding the
+   question). ``--semantic-languages en,es,zh`` measures the hybrid with the model applied
+   to other languages too (the product applies it to English only, because that is where
+   it helps); ``--lexical-only`` skips the hybrid runs (no model is loaded).
+
 The last line is the summary:
-``kb MRR: 0.61 vs bm25 0.52, search p99: 8 ms, consistency 100%`` (with a database, the
-p99 and the consistency are the ones measured through the app).
+``kb MRR: 0.61 vs bm25 0.52, search p99: 8 ms, consistency 100%; hybrid MRR: 0.66,
+search p99: 20 ms`` (one line; with a database, the lexical p99 and the consistency are
+the ones measured through the app).
 """
 
 from __future__ import annotations
@@ -42,11 +54,28 @@ from pathlib import Path
 
 from rank_bm25 import BM25Okapi
 
-from knowledge_base import Article, KnowledgeBase, SearchIndex, load_demo_articles
+from knowledge_base import (
+    Article,
+    KnowledgeBase,
+    MiniLMEmbedder,
+    SemanticIndex,
+    load_demo_articles,
+)
 from knowledge_base.answer import BIAS as W_BIAS
-from knowledge_base.answer import W_COVERAGE, W_MARGIN, W_REL, confidence_features
+from knowledge_base.answer import (
+    HYBRID_WEIGHTS,
+    W_COVERAGE,
+    W_MARGIN,
+    W_REL,
+    confidence_features,
+    hybrid_features,
+)
+from knowledge_base.semantic import SEMANTIC_LANGUAGES, EmbeddingCache
 
 QUESTIONS_PATH = Path(__file__).parent / "data" / "kb_questions.jsonl"
+# Questions no demo article answers: negatives for fitting the hybrid confidence, so a
+# question the knowledge base cannot answer is not given a confident answer by meaning.
+UNANSWERABLE_PATH = Path(__file__).parent / "data" / "kb_unanswerable.jsonl"
 
 
 def log(message: str) -> None:
@@ -86,18 +115,25 @@ def _metrics(rankings: list[list[str]], labels: list[str]) -> dict[str, float]:
     return {"recall@1": r1 / n, "recall@3": r3 / n, "mrr": rr / n}
 
 
+def rank(kb: KnowledgeBase, articles: list[Article], questions: list[dict]) -> tuple[dict, list]:
+    """Metrics of ``kb`` on the labeled questions, and (result, label, ranking) rows."""
+    group_of = {a.id: a.translation_group for a in articles}
+    labels = [q["article_id"] for q in questions]
+    ours: list[list[str]] = []
+    results = []
+    for q in questions:
+        result = kb.search_detailed(q["question"], None, limit=10)
+        results.append(result)
+        ours.append(_dedupe_groups([h.article_id for h in result.hits], group_of))
+    return _metrics(ours, labels), list(zip(results, labels, ours, strict=True))
+
+
 def quality(articles: list[Article], questions: list[dict]) -> tuple[dict, dict, list]:
     group_of = {a.id: a.translation_group for a in articles}
     labels = [q["article_id"] for q in questions]
 
     log(f"quality: {len(articles)} articles, {len(questions)} questions")
-    kb = KnowledgeBase.from_articles(articles)
-    ours: list[list[str]] = []
-    results = []
-    for q in questions:
-        result = kb.index.search_detailed(q["question"], None, limit=10)
-        results.append(result)
-        ours.append(_dedupe_groups([h.article_id for h in result.hits], group_of))
+    ours_metrics, rows = rank(KnowledgeBase.from_articles(articles), articles, questions)
 
     corpus = [
         " ".join([a.title, a.summary, " ".join(a.tags), a.body]).lower().split() for a in articles
@@ -109,34 +145,37 @@ def quality(articles: list[Article], questions: list[dict]) -> tuple[dict, dict,
         order = sorted(range(len(articles)), key=lambda i: -scores[i])
         order = [i for i in order if scores[i] > 0]
         theirs.append(_dedupe_groups([articles[i].id for i in order], group_of))
-    rows = list(zip(results, labels, ours, strict=True))
-    return _metrics(ours, labels), _metrics(theirs, labels), rows
+    return ours_metrics, _metrics(theirs, labels), rows
 
 
-def calibration_table(rows: list, group_of: dict[str, str]) -> None:
+def calibration_table(rows: list, features=confidence_features, current=None,
+                      name: str = "lexical") -> None:
     """Reliability of the confidence on the labeled questions, and a logistic refit on
     the even-numbered half checked on the odd half (to keep the weights honest)."""
+    if current is None:
+        current = [W_REL, W_MARGIN, W_COVERAGE, W_BIAS]
     feats, ys = [], []
     for result, label, ranking in rows:
-        feats.append(confidence_features(result))
+        feats.append(features(result))
         ys.append(1.0 if ranking[:1] == [label] else 0.0)
 
-    def prob(w: list[float], x: tuple[float, float, float]) -> float:
-        z = w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3]
+    def prob(w: list[float], x: tuple[float, ...]) -> float:
+        z = sum(wk * xk for wk, xk in zip(w, (*x, 1.0), strict=True))
         return 1.0 / (1.0 + math.exp(-z))
 
-    current = [W_REL, W_MARGIN, W_COVERAGE, W_BIAS]
+    current = list(current)
     train = [(x, y) for i, (x, y) in enumerate(zip(feats, ys, strict=True)) if i % 2 == 0]
     test = [(x, y) for i, (x, y) in enumerate(zip(feats, ys, strict=True)) if i % 2 == 1]
-    w = [0.0, 0.0, 0.0, 0.0]
+    w = [0.0] * len(current)
     for _ in range(4000):  # plain gradient descent with a little L2
-        grad = [0.0] * 4
+        grad = [0.0] * len(w)
         for x, y in train:
             err = prob(w, x) - y
             for k, xk in enumerate((*x, 1.0)):
                 grad[k] += err * xk
         w = [wk - 0.5 * (g / len(train) + 0.001 * wk) for wk, g in zip(w, grad, strict=True)]
-    log(f"calibration: refit on half = {[round(v, 2) for v in w]}, in use = {current}")
+    log(f"calibration ({name}): refit on half = {[round(v, 2) for v in w]}, "
+        f"in use = {current}")
     for name, weights in (("in use", current), ("refit", w)):
         log(f"  reliability on held-out half ({name}): bin, n, mean confidence, accuracy")
         bins: dict[int, list[tuple[float, float]]] = {}
@@ -186,25 +225,28 @@ def synthetic_articles(base: list[Article], n: int, seed: int = 7) -> list[Artic
     return out
 
 
-def speed(base: list[Article], questions: list[dict], n_articles: int, n_queries: int) -> float:
-    log(f"speed: generating {n_articles} articles")
+def speed(base: list[Article], questions: list[dict], n_articles: int, n_queries: int,
+          semantic: SemanticIndex | None = None) -> float:
+    name = "hybrid" if semantic is not None else "lexical"
+    log(f"speed ({name}): generating {n_articles} articles")
     articles = synthetic_articles(base, n_articles)
     started = time.perf_counter()
-    index = SearchIndex.build(articles)
-    log(f"speed: indexed {len(index)} articles in {time.perf_counter() - started:.1f} s")
+    kb = KnowledgeBase.from_articles(articles, semantic=semantic)
+    log(f"speed ({name}): indexed {len(kb.index)} articles in "
+        f"{time.perf_counter() - started:.1f} s")
     rng = random.Random(11)
     queries = [rng.choice(questions)["question"] for _ in range(n_queries)]
     for q in queries[:50]:  # warm caches (stems) as a running server would have them
-        index.search(q)
+        kb.search(q)
     timings = []
     for i, q in enumerate(queries, start=1):
         t0 = time.perf_counter()
-        index.search(q, None, 10)
+        kb.search(q, None, 10)
         timings.append((time.perf_counter() - t0) * 1000)
         if i % 250 == 0:
-            log(f"speed: {i}/{len(queries)} queries")
+            log(f"speed ({name}): {i}/{len(queries)} queries")
     p50, p99 = percentiles(timings)
-    log(f"speed: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(timings):.2f} ms")
+    log(f"speed ({name}): p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(timings):.2f} ms")
     return p99
 
 
@@ -228,8 +270,9 @@ def consistency(answer, questions: list[dict]) -> float:
     return same / len(questions) if questions else 1.0
 
 
-def memory_consistency(articles: list[Article], questions: list[dict]) -> float:
-    kb = KnowledgeBase.from_articles(articles)
+def memory_consistency(articles: list[Article], questions: list[dict],
+                       semantic: SemanticIndex | None = None) -> float:
+    kb = KnowledgeBase.from_articles(articles, semantic=semantic)
 
     def answer(question: str, channel: str):
         result = kb.answer(question, channel)
@@ -315,11 +358,40 @@ def database_bench(url: str, base: list[Article], questions: list[dict], n_artic
     return p99, rate
 
 
+def report_quality(questions: list[dict], ours: dict, base: dict, rows: list,
+                   hybrid: dict | None, hybrid_rows: list | None) -> None:
+    """Lexical, hybrid and baseline metrics side by side, then per language."""
+    named = [("civicline", ours), ("bm25", base)]
+    if hybrid is not None:
+        named.insert(1, ("hybrid", hybrid))
+    for name, m in named:
+        log(
+            f"{name:10s} recall@1 {m['recall@1']:.3f}  recall@3 {m['recall@3']:.3f}  "
+            f"MRR {m['mrr']:.3f}"
+        )
+    by_lang: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_lang.setdefault(q["language"], []).append(i)
+    for lang, idxs in sorted(by_lang.items()):
+        m = _metrics([rows[i][2] for i in idxs], [rows[i][1] for i in idxs])
+        line = f"  {lang}: n={len(idxs)} lexical recall@1 {m['recall@1']:.3f} MRR {m['mrr']:.3f}"
+        if hybrid_rows is not None:
+            h = _metrics([hybrid_rows[i][2] for i in idxs], [hybrid_rows[i][1] for i in idxs])
+            line += f" | hybrid recall@1 {h['recall@1']:.3f} MRR {h['mrr']:.3f}"
+        log(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--calibration", action="store_true")
+    parser.add_argument("--semantic-articles", type=int, default=1_000,
+                        help="Generated articles for the hybrid speed run (each is embedded).")
+    parser.add_argument("--lexical-only", action="store_true",
+                        help="Skip the hybrid (semantic) runs; no model is loaded.")
+    parser.add_argument("--semantic-languages", default=",".join(SEMANTIC_LANGUAGES),
+                        help="Languages the hybrid applies the model to (default: en).")
     parser.add_argument(
         "--database-url", nargs="?", const="env", default=None,
         help="Also benchmark through the app on this database (alone: $DATABASE_URL).",
@@ -333,30 +405,55 @@ def main(argv: list[str] | None = None) -> int:
     articles = load_articles(args)
     questions = load_questions()
     ours, base, rows = quality(articles, questions)
-    for name, m in (("civicline", ours), ("bm25", base)):
-        log(
-            f"{name:10s} recall@1 {m['recall@1']:.3f}  recall@3 {m['recall@3']:.3f}  "
-            f"MRR {m['mrr']:.3f}"
-        )
-    by_lang: dict[str, list[int]] = {}
-    for i, q in enumerate(questions):
-        by_lang.setdefault(q["language"], []).append(i)
-    for lang, idxs in sorted(by_lang.items()):
-        m = _metrics([rows[i][2] for i in idxs], [rows[i][1] for i in idxs])
-        log(f"  civicline {lang}: n={len(idxs)} recall@1 {m['recall@1']:.3f} MRR {m['mrr']:.3f}")
+    hybrid = hybrid_rows = None
+    negatives: list = []
+    cache = EmbeddingCache()
+    languages = [x.strip() for x in args.semantic_languages.split(",") if x.strip()]
+
+    def semantic() -> SemanticIndex | None:
+        if args.lexical_only:
+            return None
+        return SemanticIndex(MiniLMEmbedder(), languages, cache=cache)
+
+    if not args.lexical_only:
+        started = time.perf_counter()
+        MiniLMEmbedder.model()
+        log(f"hybrid: model loaded in {time.perf_counter() - started:.1f} s "
+            f"(semantic languages: {', '.join(languages)})")
+        kb = KnowledgeBase.from_articles(articles, semantic=semantic())
+        hybrid, hybrid_rows = rank(kb, articles, questions)
+        negatives = [
+            (kb.search_detailed(q["question"], None, limit=10), None, [])
+            for q in load_questions(UNANSWERABLE_PATH)
+        ]
+    report_quality(questions, ours, base, rows, hybrid, hybrid_rows)
     if args.calibration:
-        calibration_table(rows, {a.id: a.translation_group for a in articles})
+        calibration_table(rows)
+        if hybrid_rows is not None:
+            fused = [row for row in hybrid_rows + negatives if row[0].fused]
+            calibration_table(fused, hybrid_features, HYBRID_WEIGHTS,
+                              "hybrid, with unanswerable questions")
     p99 = speed(articles, questions, args.articles, args.queries)
+    hybrid_p99 = None
+    if not args.lexical_only:
+        hybrid_p99 = speed(articles, questions, args.semantic_articles, args.queries,
+                           semantic())
     rate = memory_consistency(articles, questions)
     log(f"consistency: {rate:.1%} of questions get the same article and version on "
         f"{', '.join(CONSISTENCY_CHANNELS)}")
+    if not args.lexical_only:
+        hybrid_rate = memory_consistency(articles, questions, semantic())
+        log(f"consistency (hybrid): {hybrid_rate:.1%}")
     if args.database_url:
         p99, rate = database_bench(args.database_url, articles, questions, args.articles,
                                    args.queries)
-    print(
+    summary = (
         f"kb MRR: {ours['mrr']:.2f} vs bm25 {base['mrr']:.2f}, search p99: {p99:.0f} ms, "
         f"consistency {rate:.0%}"
     )
+    if hybrid is not None:
+        summary += f"; hybrid MRR: {hybrid['mrr']:.2f}, search p99: {hybrid_p99:.0f} ms"
+    print(summary)
     return 0
 
 

@@ -7,14 +7,18 @@ Public API (everything the app needs is importable from here):
 - ``SearchIndex.build(articles)``, ``.search(query, lang=None, limit=10) -> list[Hit]``,
   ``.upsert(article)``, ``.remove(article_id)``
 - ``KnowledgeBase``: ``.search``, ``.answer(query, channel, lang) -> Answer``,
-  ``.suggest(texts, lang, limit=3)``
+  ``.suggest(texts, lang, limit=3)``; optional ``semantic=SemanticIndex(embedder)``
+- ``Embedder`` (protocol), ``MiniLMEmbedder``, ``EmbeddingCache``, ``SemanticIndex``
 - ``parse_jsonl``, ``export_jsonl``, ``load_demo_articles``
 - ``deflection_rate``, ``helpfulness``, ``gap_report``
 - ``KBError`` (with ``code``)
 
-Lexical search only: no embedding model is used, because none can be loaded offline from
-a pinned package without fetching weights at run time; BM25F with stemming, typo
-tolerance and synonyms is the whole matching method.
+Matching is lexical by default: BM25F with stemming, typo tolerance and synonyms, which
+needs no model. Semantic matching is optional (``knowledge_base.semantic``): a sentence
+embedding model whose weights ship inside a pinned package (all-MiniLM-L6-v2, loaded
+offline, lazily, once per process) is fused with the BM25F score for English questions,
+where it measurably helps; Spanish and Chinese stay lexical. The app turns it on with
+``KB_SEMANTIC=on``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from knowledge_base.models import (
 )
 from knowledge_base.render import Rendering, render, sms_segments
 from knowledge_base.search import MAX_QUERY_CHARS, Hit, SearchIndex
+from knowledge_base.semantic import Embedder, EmbeddingCache, MiniLMEmbedder, SemanticIndex
 
 DEMO_ARTICLES_PATH = Path(__file__).parent / "data" / "demo_articles.jsonl"
 
@@ -56,6 +61,8 @@ __all__ = [
     "Answer",
     "Article",
     "ArticleStore",
+    "Embedder",
+    "EmbeddingCache",
     "Gap",
     "Hit",
     "ImportResult",
@@ -63,8 +70,10 @@ __all__ = [
     "KBError",
     "KnowledgeBase",
     "LineError",
+    "MiniLMEmbedder",
     "Rendering",
     "SearchIndex",
+    "SemanticIndex",
     "confidence",
     "deflection_rate",
     "diff_versions",

@@ -19,6 +19,16 @@ labeled resident questions in ``bench/data/kb_questions.jsonl`` and checked on t
 half (``python -m bench.kb --calibration`` prints the reliability table). A question with
 no hits has confidence 0.
 
+With semantic matching (``KnowledgeBase(..., semantic=SemanticIndex(...))``, see
+``knowledge_base.semantic``) a fused result has its own weights (``HYBRID_WEIGHTS``),
+fitted and checked the same way on the hybrid ranking, over four features: ``rel`` and
+``coverage`` of the top hit as above (0 for an article found by meaning alone), ``margin``
+(the top fused score minus the second: fused scores are already on a 0-1 scale, so a
+difference between two weak matches stays small without the damping the lexical margin
+needs), and ``cos``, the top hit's cosine similarity to the question. So the
+confidence stays a calibrated probability in [0, 1] in both modes, and the per-channel
+thresholds below mean the same thing whichever ranking produced the answer.
+
 Per-channel thresholds decide self-service. SMS and voice are stricter than chat and web
 because a wrong SMS or spoken answer cannot be skimmed past, while a chat or web answer is
 shown with its title and the resident can ask again.
@@ -36,16 +46,20 @@ from knowledge_base.models import CHANNELS, Article, ArticleStore
 from knowledge_base.render import Rendering, render
 from knowledge_base.search import (
     MAX_QUERY_CHARS,
+    Fuser,
     Hit,
     SearchIndex,
     SearchResult,
     normalize_language,
 )
+from knowledge_base.semantic import SemanticIndex
 
 W_REL = 0.8
 W_MARGIN = 6.1
 W_COVERAGE = 1.4
 BIAS = -2.1
+# Fused results: (rel, margin, coverage, cos, bias); see the module doc.
+HYBRID_WEIGHTS = (2.1, 4.8, 1.7, 1.5, -2.7)
 
 THRESHOLDS = {"sms": 0.6, "voice": 0.65, "chat": 0.45, "email": 0.5, "web": 0.4}
 
@@ -70,6 +84,8 @@ class Answer:
 
 def confidence(result: SearchResult) -> float:
     """Calibrated probability that the top hit answers the question (module doc)."""
+    if result.fused:
+        return hybrid_confidence(result)
     if not result.hits or result.max_score <= 0:
         return 0.0
     top = result.hits[0].score
@@ -82,6 +98,28 @@ def confidence(result: SearchResult) -> float:
     margin *= min(1.0, rel) ** 2
     coverage = result.coverage[0] if result.coverage else 0.0
     z = W_REL * rel + W_MARGIN * margin + W_COVERAGE * coverage + BIAS
+    return round(1.0 / (1.0 + math.exp(-z)), 4)
+
+
+def hybrid_features(result: SearchResult) -> tuple[float, float, float, float]:
+    """(rel, margin, coverage, cos) of a fused search result (module doc)."""
+    if not result.hits or result.max_score <= 0:
+        return 0.0, 0.0, 0.0, 0.0
+    top = result.hits[0].score
+    second = result.hits[1].score if len(result.hits) > 1 else 0.0
+    return (
+        min(result.lexical[0] / result.max_score, 1.5),
+        top - second,
+        result.coverage[0] if result.coverage else 0.0,
+        result.semantic[0],
+    )
+
+
+def hybrid_confidence(result: SearchResult) -> float:
+    if not result.hits or result.max_score <= 0:
+        return 0.0
+    *weights, bias = HYBRID_WEIGHTS
+    z = sum(w * x for w, x in zip(weights, hybrid_features(result), strict=True)) + bias
     return round(1.0 / (1.0 + math.exp(-z)), 4)
 
 
@@ -104,6 +142,9 @@ class KnowledgeBase:
     Build it once from the store's published articles (``from_store``) or a list
     (``from_articles``); when an editor publishes, archives or changes an article, call
     ``upsert(article)`` (or ``remove(article_id)``) with the new current version.
+
+    ``semantic`` (a ``SemanticIndex``, optional) turns on hybrid ranking for the languages
+    it serves; without it, search is lexical only and needs no model.
     """
 
     def __init__(
@@ -111,34 +152,56 @@ class KnowledgeBase:
         index: SearchIndex,
         base_url: str = "",
         thresholds: dict[str, float] | None = None,
+        semantic: SemanticIndex | None = None,
     ):
         self.index = index
         self.base_url = base_url
         self.thresholds = {**THRESHOLDS, **(thresholds or {})}
+        self.semantic = semantic
+        if semantic is not None:
+            semantic.build(index.articles())
 
     @classmethod
-    def from_articles(cls, articles: Iterable[Article], base_url: str = "") -> KnowledgeBase:
-        return cls(SearchIndex.build(articles), base_url)
+    def from_articles(
+        cls, articles: Iterable[Article], base_url: str = "",
+        semantic: SemanticIndex | None = None,
+    ) -> KnowledgeBase:
+        return cls(SearchIndex.build(articles), base_url, semantic=semantic)
 
     @classmethod
-    def from_store(cls, store: ArticleStore, base_url: str = "") -> KnowledgeBase:
-        return cls(SearchIndex.build(store.list_published()), base_url)
+    def from_store(
+        cls, store: ArticleStore, base_url: str = "", semantic: SemanticIndex | None = None
+    ) -> KnowledgeBase:
+        return cls(SearchIndex.build(store.list_published()), base_url, semantic=semantic)
+
+    @property
+    def fuse(self) -> Fuser | None:
+        return None if self.semantic is None else self.semantic.fuse
 
     def upsert(self, article: Article) -> None:
         self.index.upsert(article)
+        if self.semantic is not None:
+            self.semantic.upsert(article)
 
     def remove(self, article_id: str) -> None:
         self.index.remove(article_id)
+        if self.semantic is not None:
+            self.semantic.remove(article_id)
 
     def search(self, query: str, lang: str | None = None, limit: int = 10) -> list[Hit]:
-        return self.index.search(query, lang, limit)
+        return self.index.search(query, lang, limit, self.fuse)
+
+    def search_detailed(
+        self, query: str, lang: str | None = None, limit: int = 10
+    ) -> SearchResult:
+        return self.index.search_detailed(query, lang, limit, self.fuse)
 
     def answer(self, query: str, channel: str, lang: str | None = None) -> Answer:
         """The article that answers ``query``, rendered for ``channel``, with confidence."""
         if channel not in CHANNELS:
             raise KBError("unknown_channel", f"unknown channel {channel!r}")
         wanted = normalize_language(lang)
-        result = self.index.search_detailed(query, wanted, limit=5)
+        result = self.search_detailed(query, wanted, limit=5)
         language = wanted or result.language
         if not result.hits:
             return Answer(None, None, 0.0, None, False, language, [])
@@ -170,7 +233,7 @@ class KnowledgeBase:
         usable = [t[:MAX_QUERY_CHARS] for t in texts if t and t.strip()]
         for position, text in enumerate(usable):
             try:
-                hits = self.index.search(text, lang, limit=max(limit * 3, 10))
+                hits = self.search(text, lang, limit=max(limit * 3, 10))
             except KBError:
                 continue  # a message with no words (an emoji, a signature) suggests nothing
             if not hits:

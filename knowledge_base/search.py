@@ -40,7 +40,7 @@ import heapq
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from knowledge_base.errors import KBError
@@ -98,6 +98,19 @@ class SearchResult:
     words_total: int  # content words in the query (coverage denominator)
     max_score: float  # score of an article matching every term perfectly
     coverage: list[float] = field(default_factory=list)  # per hit: share of words matched
+    # Hybrid ranking only (``fused`` True): per hit, its BM25F score and cosine similarity;
+    # ``Hit.score`` is then the fused score.
+    fused: bool = False
+    lexical: list[float] = field(default_factory=list)
+    semantic: list[float] = field(default_factory=list)
+
+
+# ``fuse(lang, query, lexical_scores, max_score, limit)`` -> (best fused scores, their
+# cosines) by article id, or None to keep the lexical ranking (``knowledge_base.semantic``).
+Fuser = Callable[
+    [str, str, dict[str, float], float, int],
+    tuple[dict[str, float], dict[str, float]] | None,
+]
 
 
 def normalize_language(lang: str | None) -> str | None:
@@ -349,14 +362,21 @@ class SearchIndex:
                 return best
         return guess
 
-    def search(self, query: str, lang: str | None = None, limit: int = 10) -> list[Hit]:
+    def search(
+        self, query: str, lang: str | None = None, limit: int = 10, fuse: Fuser | None = None
+    ) -> list[Hit]:
         """The best ``limit`` published articles for ``query`` (see module doc)."""
-        return self.search_detailed(query, lang, limit).hits
+        return self.search_detailed(query, lang, limit, fuse).hits
 
-    def search_detailed(self, query: str, lang: str | None = None, limit: int = 10) -> SearchResult:
+    def search_detailed(
+        self, query: str, lang: str | None = None, limit: int = 10, fuse: Fuser | None = None
+    ) -> SearchResult:
+        """Hits and confidence features. With ``fuse``, the query's own language is ranked
+        by the fused score; the English fallback of another language's question stays
+        lexical (its text is not English, so an English embedding model cannot help)."""
         cleaned = validate_query(query)
         language = normalize_language(lang) or self.detect_language(cleaned)
-        result = self._search_in(cleaned, language, limit)
+        result = self._search_in(cleaned, language, limit, fuse)
         weak = not result.hits or (result.coverage and result.coverage[0] < 0.5)
         if weak and language != "en" and "en" in self._langs:
             bridged = bridge_to_english(cleaned) if language == "es" else ""
@@ -404,7 +424,9 @@ class SearchIndex:
                 put(term, SYNONYM_WEIGHT / math.sqrt(len(terms)), -1)
         return list(weights.values()), source
 
-    def _search_in(self, query: str, lang: str, limit: int) -> SearchResult:
+    def _search_in(
+        self, query: str, lang: str, limit: int, fuse: Fuser | None = None
+    ) -> SearchResult:
         idx = self._langs.get(lang)
         terms, words_total = self.query_terms(query, lang)
         if idx is None or not terms:
@@ -422,7 +444,49 @@ class SearchIndex:
                 max_score += factor
             for docid, impact in postings.items():
                 scores[docid] += factor * impact
+        fused = None
+        if fuse is not None:
+            fused = fuse(lang, query, {self._articles[d].id: v for d, v in scores.items()},
+                         max_score, limit)
+        if fused is not None:
+            return self._fused_result(idx, lang, limit, terms, words_total, max_score,
+                                      scores, *fused)
         top = heapq.nlargest(limit, scores.items(), key=lambda kv: (kv[1], -kv[0]))
+        return self._result(idx, lang, top, terms, words_total, max_score)
+
+    def _fused_result(
+        self,
+        idx: _LanguageIndex,
+        lang: str,
+        limit: int,
+        terms: list[QueryTerm],
+        words_total: int,
+        max_score: float,
+        lexical: dict[int, float],
+        fused: dict[str, float],
+        cosines: dict[str, float],
+    ) -> SearchResult:
+        by_docid = {
+            self._docid_of[a]: v
+            for a, v in fused.items()
+            if a in self._docid_of and self._docid_of[a] in idx.doc_terms
+        }
+        top = heapq.nlargest(limit, by_docid.items(), key=lambda kv: (kv[1], -kv[0]))
+        result = self._result(idx, lang, top, terms, words_total, max_score)
+        result.fused = True
+        result.lexical = [lexical.get(docid, 0.0) for docid, _ in top]
+        result.semantic = [cosines.get(self._articles[docid].id, 0.0) for docid, _ in top]
+        return result
+
+    def _result(
+        self,
+        idx: _LanguageIndex,
+        lang: str,
+        top: list[tuple[int, float]],
+        terms: list[QueryTerm],
+        words_total: int,
+        max_score: float,
+    ) -> SearchResult:
         stems = {qt.term for qt in terms}
         hits: list[Hit] = []
         coverage: list[float] = []
