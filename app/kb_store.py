@@ -7,13 +7,15 @@ content makes a new version and moves ``current_version``; metadata changes upda
 article in place.
 
 Search runs in memory: each app keeps one ``LiveKnowledgeBase``, built lazily from the
-database. Writes in this process update it at once. Writes in other processes (another
-web worker, a CLI import) are noticed through a cheap generation check, at most every
-``KB_REFRESH_SECONDS`` (2 by default): a ``kb_generation`` counter that every write bumps
-in its own transaction, plus the count, latest ``updated_at`` and version sum of the
-articles (so edits made outside the app are noticed too). When it moved, the articles
-changed since the last seen change are re-indexed (a handful of rows); the whole index is
-rebuilt only when articles disappeared or the change cannot be found that way.
+database, lexical only or, with ``KB_SEMANTIC=on``, hybrid (``knowledge_base.semantic``;
+the model loads on the first build, once per process). Writes in this process update it
+at once. Writes in other processes (another web worker, a CLI import) are noticed
+through a cheap generation check, at most every ``KB_REFRESH_SECONDS`` (2 by default):
+a ``kb_generation`` counter that every write bumps in its own transaction, plus the
+count, latest ``updated_at`` and version sum of the articles (so edits made outside the
+app are noticed too). When it moved, the articles changed since the last seen change
+are re-indexed (a handful of rows); the whole index is rebuilt only when articles
+disappeared or the change cannot be found that way.
 """
 
 from __future__ import annotations
@@ -28,14 +30,28 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError
 
+from app.config import ConfigError
 from app.extensions import db
 from app.models import Counter, KBArticle, KBArticleVersion
-from knowledge_base import Article, KnowledgeBase
+from knowledge_base import Article, EmbeddingCache, KnowledgeBase, MiniLMEmbedder, SemanticIndex
 
 GENERATION_COUNTER = "kb_generation"
 DEFAULT_REFRESH_SECONDS = 2.0
 # Other processes' clocks may lag ours a little: re-read changes this much older too.
 CATCH_UP_SLACK_SECONDS = 60
+SEMANTIC_MODES = ("off", "on")
+# Article embeddings outlive index rebuilds: each article version is embedded once per
+# process (the cache checks the text too, so two databases in one process never mix).
+_EMBEDDINGS = EmbeddingCache()
+
+
+def semantic_enabled(mode: str | None) -> bool:
+    """``KB_SEMANTIC``: "on" fuses a local embedding model with BM25F, "off" (default) is
+    lexical only; anything else is a configuration error."""
+    mode = (mode or "off").strip().lower()
+    if mode not in SEMANTIC_MODES:
+        raise ConfigError(f"KB_SEMANTIC must be one of {', '.join(SEMANTIC_MODES)}, not {mode!r}")
+    return mode == "on"
 
 
 def to_article(row: KBArticle, version: KBArticleVersion, *, key: str = "id") -> Article:
@@ -170,9 +186,10 @@ def generation() -> tuple:
 class LiveKnowledgeBase:
     """One app's in-memory index, kept in step with the database."""
 
-    def __init__(self, base_url: str, refresh_seconds: float):
+    def __init__(self, base_url: str, refresh_seconds: float, semantic: bool = False):
         self.base_url = base_url
         self.refresh_seconds = refresh_seconds
+        self.semantic = semantic
         self._kb: KnowledgeBase | None = None
         self._generation: tuple | None = None
         self._checked_at = 0.0
@@ -218,7 +235,9 @@ class LiveKnowledgeBase:
 
     def _rebuild(self) -> None:
         seen = generation()
-        kb = KnowledgeBase.from_store(DBArticleStore(), self.base_url)
+        semantic = (SemanticIndex(MiniLMEmbedder(), cache=_EMBEDDINGS)
+                    if self.semantic else None)
+        kb = KnowledgeBase.from_store(DBArticleStore(), self.base_url, semantic=semantic)
         with self.lock:
             self._kb = kb
             self._generation = seen
@@ -258,6 +277,7 @@ def live(app: Flask | None = None) -> LiveKnowledgeBase:
         holder = LiveKnowledgeBase(
             app.config.get("PUBLIC_BASE_URL", "").rstrip("/"),
             float(app.config.get("KB_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS)),
+            semantic_enabled(app.config.get("KB_SEMANTIC")),
         )
         app.extensions["civicline_kb"] = holder
     else:  # read each time so a test (or an operator's config reload) can change it
