@@ -103,7 +103,7 @@ class Config:
     # the timeout lost its worker mid-send and is settled as "unknown".
     OUTBOX_STALE_SECONDS = _int("OUTBOX_STALE_SECONDS", 300)
     OUTBOX_SENDING_TIMEOUT = _int("OUTBOX_SENDING_TIMEOUT", 300)
-    # Knowledge base: "on" fuses BM25F with a local embedding model for English questions
+    # Knowledge base: "on" fuses BM25F with a local embedding model (English, Spanish)
     # (knowledge_base.semantic); "off" is lexical only. Off by default: it lifts English
     # MRR, but loading the model takes seconds and every article is embedded at first use.
     KB_SEMANTIC = (_env("KB_SEMANTIC", "off") or "off").lower()

@@ -16,8 +16,8 @@ Public API (everything the app needs is importable from here):
 Matching is lexical by default: BM25F with stemming, typo tolerance and synonyms, which
 needs no model. Semantic matching is optional (``knowledge_base.semantic``): a sentence
 embedding model whose weights ship inside a pinned package (all-MiniLM-L6-v2, loaded
-offline, lazily, once per process) is fused with the BM25F score for English questions,
-where it measurably helps; Spanish and Chinese stay lexical. The app turns it on with
+offline, lazily, once per process) is fused with the BM25F score for English and Spanish
+questions, where it measurably helps; Chinese stays lexical. The app turns it on with
 ``KB_SEMANTIC=on``.
 """
 

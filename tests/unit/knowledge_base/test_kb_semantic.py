@@ -97,7 +97,8 @@ def test_unrelated_question_gets_no_hits():
 
 
 def test_languages_not_served_stay_lexical():
-    kb = hybrid()
+    semantic = SemanticIndex(FakeEmbedder(), languages=["en"])
+    kb = KnowledgeBase.from_articles([DOG, CAT, PERRO], semantic=semantic)
     result = kb.search_detailed("perro", "es")
     assert not result.fused
     assert [h.article_id for h in result.hits] == ["perro"]
