@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from app.services import Invalid
@@ -11,8 +13,15 @@ DEFAULT_REGION = "US"
 
 def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     """E.164 via ``phonenumbers``; raises Invalid for something that is not a number."""
+    return _e164(raw.strip(), region)
+
+
+@lru_cache(maxsize=65536)
+def _e164(raw: str, region: str) -> str:
+    """Parsing is pure and costs more than the rest of a lookup: remember recent senders
+    (invalid input raises and is not remembered)."""
     try:
-        number = phonenumbers.parse(raw.strip(), region)
+        number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
         raise Invalid(f"not a phone number: {raw!r}", code="invalid_phone") from exc
     if not phonenumbers.is_possible_number(number):

@@ -21,12 +21,15 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from app import metrics
+from app import metrics, realtime
 from app.extensions import db
 from app.models import (
     OPEN_STATUSES,
@@ -38,9 +41,12 @@ from app.models import (
     Queue,
     ThreadKey,
     Ticket,
+    ticket_reference,
     utcnow,
 )
+from app.services import intake_write, metrics_service
 from app.services.contacts import contact_for_message
+from app.services.intake_write import Write
 from channels.base import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -75,58 +81,152 @@ def store_failed_payload(source: str, body: bytes | str, content_type: str | Non
     return row.id
 
 
-def _existing(channel: str, provider_id: str) -> Interaction | None:
-    return db.session.scalar(
-        sa.select(Interaction).where(
-            Interaction.channel == channel, Interaction.provider_id == provider_id
-        )
-    )
+# The hot path speaks SQLAlchemy Core: every webhook of every channel comes through here,
+# and building, flushing and expiring ORM objects cost several times what the database
+# itself takes. The statements below are built once; the ORM is kept for the rare paths
+# (merged citizens) and for everything that happens after intake.
+_CIT = Citizen.__table__
+_CP = ContactPoint.__table__
+_PROFILE = ChannelProfile.__table__
+_TICKET = Ticket.__table__
+_INTERACTION = Interaction.__table__
+_KEYS = ThreadKey.__table__
+_TICKET_COLUMNS = (
+    _TICKET.c.id, _TICKET.c.status, _TICKET.c.channel, _TICKET.c.queue_id, _TICKET.c.subject,
+    _TICKET.c.citizen_id, _TICKET.c.assigned_agent_id, _TICKET.c.language,
+    _TICKET.c.priority, _TICKET.c.created_at,
+)
+PREFERRED_CHANNELS = {"phone": ["sms", "voice", "email"], "email": ["email", "sms", "voice"],
+                      "chat": ["chat", "email", "sms"]}
+
+_SELECT_DUPLICATE = sa.select(
+    _INTERACTION.c.id, _INTERACTION.c.ticket_id, _INTERACTION.c.citizen_id,
+    _TICKET.c.created_at,
+).join_from(_INTERACTION, _TICKET, _TICKET.c.id == _INTERACTION.c.ticket_id).where(
+    _INTERACTION.c.channel == sa.bindparam("channel"),
+    _INTERACTION.c.provider_id == sa.bindparam("provider_id"),
+)
+_SELECT_POINT = sa.select(
+    _CP.c.id, _CP.c.citizen_id, _CIT.c.merged_into_id, _CIT.c.language, _CIT.c.segment,
+).join_from(_CP, _CIT, _CIT.c.id == _CP.c.citizen_id).where(
+    _CP.c.kind == sa.bindparam("kind"), _CP.c.value == sa.bindparam("value"))
+_SELECT_CITIZEN = sa.select(_CIT.c.merged_into_id, _CIT.c.language, _CIT.c.segment).where(
+    _CIT.c.id == sa.bindparam("id"))
+_INSERT_CITIZEN = sa.insert(_CIT).returning(_CIT.c.id)
+_INSERT_POINT = sa.insert(_CP).returning(_CP.c.id)
+_INSERT_PROFILE = sa.insert(_PROFILE)
+_SELECT_BY_KEY = sa.select(*_TICKET_COLUMNS).join_from(
+    _KEYS, _TICKET, _TICKET.c.id == _KEYS.c.ticket_id).where(
+    _KEYS.c.kind == sa.bindparam("kind"), _KEYS.c.key == sa.bindparam("key"))
+_SELECT_BY_ID = sa.select(*_TICKET_COLUMNS).where(_TICKET.c.id == sa.bindparam("id"))
+_SELECT_QUEUE = sa.select(Queue.__table__.c.id).where(
+    Queue.__table__.c.code == sa.bindparam("code"))
+_SELECT_SEGMENT = sa.select(_CIT.c.segment).where(_CIT.c.id == sa.bindparam("id"))
+
+# Queue codes and ids never change once created (see ``realtime.queue_code``).
+_QUEUE_IDS: dict[str, int] = {}
+
+
+@dataclass
+class _Who:
+    """The resolved sender: citizen and contact point (``None`` ids: not stored yet)."""
+
+    citizen_id: int | None
+    point_id: int | None
+    language: str | None
+    segment: str
+    name: str = ""
+    contact: tuple[str, str] | None = None
+
+
+def _point_select(with_open_ticket: bool):
+    """The contact point and its citizen; for phones also the open ticket of that number
+    (a correlated sub-select, so SMS threading costs no extra round trip)."""
+    columns = [_CP.c.id, _CP.c.citizen_id, _CIT.c.merged_into_id, _CIT.c.language,
+               _CIT.c.segment]
+    joined = _CP.join(_CIT, _CIT.c.id == _CP.c.citizen_id)
+    if with_open_ticket:
+        latest = (sa.select(_TICKET.c.id)
+                  .where(_TICKET.c.contact_point_id == _CP.c.id,
+                         _TICKET.c.status.in_(OPEN_STATUSES))
+                  .order_by(_TICKET.c.last_activity_at.desc(), _TICKET.c.id.desc())
+                  .limit(1).correlate(_CP).scalar_subquery())
+        joined = joined.outerjoin(_TICKET, _TICKET.c.id == latest)
+        columns += [c.label(f"t_{c.name}") for c in _TICKET_COLUMNS]
+    return sa.select(*columns).select_from(joined).where(
+        _CP.c.kind == sa.bindparam("kind"), _CP.c.value == sa.bindparam("value"))
+
+
+_SELECT_POINT_AND_TICKET = _point_select(True)
+
+
+def _lookup(conn: sa.Connection, channel: str, sender: str, name: str | None,
+            language: str | None, with_open_ticket: bool = False
+            ) -> tuple[_Who, SimpleNamespace | None]:
+    """Who sent this (following merges), and for phones their open ticket, if any.
+
+    An unknown sender is not stored here: the write creates them with everything else.
+    """
+    contact = contact_for_message(channel, sender)
+    if contact is None:
+        return _Who(None, None, language, "", name or "Walk-in visitor"), None
+    kind, value = contact
+    statement = _SELECT_POINT_AND_TICKET if with_open_ticket else _SELECT_POINT
+    row = conn.execute(statement, {"kind": kind, "value": value}).first()
+    if row is None:
+        return _Who(None, None, language, "", name or value, contact), None
+    point_id, citizen_id, merged_into, citizen_language, segment = row[:5]
+    if merged_into:
+        seen = {citizen_id}
+        while merged_into and merged_into not in seen:
+            citizen_id = merged_into
+            seen.add(citizen_id)
+            merged_into, citizen_language, segment = conn.execute(
+                _SELECT_CITIZEN, {"id": citizen_id}).one()
+        conn.execute(sa.update(_CP).where(_CP.c.id == point_id).values(citizen_id=citizen_id))
+    ticket = None
+    if with_open_ticket and row.t_id is not None:
+        ticket = SimpleNamespace(**{c.name: row._mapping[f"t_{c.name}"]
+                                    for c in _TICKET_COLUMNS})
+    return _Who(citizen_id, point_id, citizen_language, segment or ""), ticket
+
+
+def _new_citizen(who: _Who) -> tuple[dict, dict | None, dict | None]:
+    """The rows that store a first-time sender: citizen, contact point, profile."""
+    citizen = {"display_name": who.name, "language": who.language}
+    if who.contact is None:
+        return citizen, None, None
+    kind, value = who.contact
+    return (citizen, {"kind": kind, "value": value, "verified": False},
+            {"preferred_channels": PREFERRED_CHANNELS[kind], "language": who.language})
 
 
 def resolve_citizen(channel: str, sender: str, *, name: str | None = None,
                     language: str | None = None) -> tuple[Citizen, ContactPoint | None]:
     """Find the citizen behind a sender address, following merges, or create one."""
-    contact = contact_for_message(channel, sender)
-    if contact is None:
-        citizen = Citizen(display_name=name or "Walk-in visitor", language=language)
-        db.session.add(citizen)
-        return citizen, None
-    kind, value = contact
-    row = db.session.execute(
-        sa.select(ContactPoint, Citizen)
-        .join(Citizen, Citizen.id == ContactPoint.citizen_id)
-        .where(ContactPoint.kind == kind, ContactPoint.value == value)
-    ).first()
-    point = row[0] if row else None
-    if point is not None:
-        citizen = row[1]
-        seen = set()
-        while citizen.merged_into_id and citizen.id not in seen:
-            seen.add(citizen.id)
-            citizen = db.session.get(Citizen, citizen.merged_into_id)
-        if citizen.id != point.citizen_id:
-            point.citizen_id = citizen.id
-        return citizen, point
-    citizen = Citizen(display_name=name or value, language=language)
-    db.session.add(citizen)
-    db.session.flush()
-    point = ContactPoint(citizen_id=citizen.id, kind=kind, value=value, verified=False)
-    preferred = {"phone": ["sms", "voice", "email"], "email": ["email", "sms", "voice"],
-                 "chat": ["chat", "email", "sms"]}[kind]
-    db.session.add(point)
-    db.session.add(ChannelProfile(citizen_id=citizen.id, preferred_channels=preferred,
-                                  language=language))
-    return citizen, point
+    conn = db.session.connection()
+    who, _ = _lookup(conn, channel, sender, name, language)
+    if who.citizen_id is None:
+        citizen, point, profile = _new_citizen(who)
+        who.citizen_id = conn.execute(_INSERT_CITIZEN, citizen).scalar_one()
+        if point is not None:
+            who.point_id = conn.execute(
+                _INSERT_POINT, {**point, "citizen_id": who.citizen_id}).scalar_one()
+            conn.execute(_INSERT_PROFILE, {**profile, "citizen_id": who.citizen_id})
+    point = db.session.get(ContactPoint, who.point_id) if who.point_id else None
+    return db.session.get(Citizen, who.citizen_id), point
 
 
-def _ticket_by_thread_key(kind: str, key: str) -> Ticket | None:
-    ticket_id = db.session.scalar(
-        sa.select(ThreadKey.ticket_id).where(ThreadKey.kind == kind, ThreadKey.key == key)
-    )
-    return db.session.get(Ticket, ticket_id) if ticket_id else None
+def _ticket_by_thread_key(conn: sa.Connection, kind: str, key: str) -> sa.Row | None:
+    return conn.execute(_SELECT_BY_KEY, {"kind": kind, "key": key}).first()
 
 
-def find_thread(msg: InboundMessage, citizen: Citizen, point: ContactPoint | None) -> Ticket | None:
+def find_thread(conn: sa.Connection, msg: InboundMessage,
+                phone_ticket: SimpleNamespace | None) -> tuple[Any, str | None]:
+    """The ticket row this message continues and the thread-key kind that found it.
+
+    ``phone_ticket`` is the open ticket of the sender's number, looked up with the sender.
+    """
     keys = msg.thread_keys or {}
     if msg.channel == "email":
         candidates = []
@@ -134,141 +234,145 @@ def find_thread(msg: InboundMessage, citizen: Citizen, point: ContactPoint | Non
             candidates.append(keys["in_reply_to"])
         candidates.extend(reversed(keys.get("references") or []))
         for message_id in candidates:
-            ticket = _ticket_by_thread_key("email", message_id)
+            ticket = _ticket_by_thread_key(conn, "email", message_id)
             if ticket is not None:
-                return ticket
+                return ticket, "email"
         ref = keys.get("subject_ref")
         if not ref and msg.subject:
             match = REFERENCE_RE.search(msg.subject)
             ref = match.group(0) if match else None
         if ref:
             ticket_id = Ticket.id_from_reference(ref)
-            ticket = db.session.get(Ticket, ticket_id) if ticket_id else None
-            if ticket is not None and ticket.reference == ref:
-                return ticket
-        return None
+            ticket = conn.execute(_SELECT_BY_ID, {"id": ticket_id}).first() if ticket_id else None
+            if ticket is not None and ticket_reference(ticket.id, ticket.created_at.year) == ref:
+                return ticket, None
+        return None, None
     for kind in ("chat_session", "walkin_visit", "call_sid"):
         if keys.get(kind):
-            ticket = _ticket_by_thread_key(kind, str(keys[kind]))
+            ticket = _ticket_by_thread_key(conn, kind, str(keys[kind]))
             if ticket is not None:
-                ticket.found_by = kind
-                return ticket
-    if msg.channel in PHONE_CHANNELS and point is not None:
-        return db.session.scalar(
-            sa.select(Ticket)
-            .where(Ticket.contact_point_id == point.id, Ticket.status.in_(OPEN_STATUSES))
-            .order_by(Ticket.last_activity_at.desc(), Ticket.id.desc())
-            .limit(1)
-        )
-    return None
+                return ticket, kind
+    return phone_ticket, None
 
 
-def _queue_for(msg: InboundMessage) -> Queue | None:
+def _queue_id(conn: sa.Connection, msg: InboundMessage) -> int | None:
     code = msg.topic or msg.metadata.get("queue")
-    if code:
-        queue = db.session.scalar(sa.select(Queue).where(Queue.code == code))
-        if queue is not None:
-            return queue
-    return None
+    if not code:
+        return None
+    if code not in _QUEUE_IDS:
+        queue_id = conn.execute(_SELECT_QUEUE, {"code": code}).scalar()
+        if queue_id is None:
+            return None
+        _QUEUE_IDS[code] = queue_id
+    return _QUEUE_IDS[code]
 
 
-def _open_ticket(msg: InboundMessage, citizen: Citizen, point: ContactPoint | None) -> Ticket:
-    now = utcnow()
+def _ticket_values(conn: sa.Connection, msg: InboundMessage, who: _Who,
+                   now: datetime) -> dict[str, Any]:
     subject = (msg.subject or msg.text or "").strip().splitlines()[0][:300] if (
         msg.subject or msg.text) else f"{msg.channel} contact"
-    queue = _queue_for(msg)
-    ticket = Ticket(
-        citizen_id=citizen.id,
-        contact_point_id=point.id if point else None,
-        subject=subject,
-        topic=msg.topic,
-        queue_id=queue.id if queue else None,
-        status="new",
-        channel=msg.channel,
-        language=msg.language or citizen.language,
-        last_activity_at=now,
-        created_at=now,
-    )
-    db.session.add(ticket)
-    db.session.flush()
-    return ticket
+    return {
+        "subject": subject,
+        "topic": msg.topic,
+        "queue_id": _queue_id(conn, msg),
+        "status": "new",
+        "channel": msg.channel,
+        "language": msg.language or who.language,
+        "priority": 3,
+        "assigned_agent_id": None,
+        "last_activity_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
-def _add_thread_keys(msg: InboundMessage, ticket: Ticket, found_by: str | None) -> None:
-    """Record this message's thread keys. A key that found the ticket already exists; an
-    email's own Message-ID is new (intake deduped it), so replies to it thread too."""
+def _thread_keys(msg: InboundMessage, found_by: str | None) -> list[tuple[str, str]]:
+    """This message's thread keys to record. A key that found the ticket already points
+    to it; an email's own Message-ID is new (intake deduped it), so replies to it thread
+    too. A key that led to a closed ticket moves to the new one: later messages of the
+    same chat, call or visit belong there."""
     keys = msg.thread_keys or {}
-    if msg.channel == "email":
-        db.session.add(ThreadKey(kind="email", key=msg.provider_id, ticket_id=ticket.id))
+    out = [("email", msg.provider_id)] if msg.channel == "email" else []
     for kind in ("chat_session", "walkin_visit", "call_sid"):
         if keys.get(kind) and kind != found_by:
-            existing = db.session.scalar(
-                sa.select(ThreadKey).where(ThreadKey.kind == kind, ThreadKey.key == str(keys[kind]))
-            )
-            if existing is None:
-                db.session.add(ThreadKey(kind=kind, key=str(keys[kind]), ticket_id=ticket.id))
-            elif existing.ticket_id != ticket.id:
-                # The key led to a closed ticket and this message opened a new one: later
-                # messages of the same chat, call or visit belong to the new ticket.
-                existing.ticket_id = ticket.id
+            out.append((kind, str(keys[kind])))
+    return out
+
+
+def _segment(conn: sa.Connection, ticket, who: _Who) -> str:
+    if ticket is None or ticket.citizen_id == who.citizen_id:
+        return who.segment
+    return conn.execute(_SELECT_SEGMENT, {"id": ticket.citizen_id}).scalar() or ""
 
 
 def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
-    # Replays are rare (about 2% of webhooks), so the first try relies on the unique
-    # constraint alone and only a conflict pays for the look-up.
-    existing = _existing(msg.channel, msg.provider_id) if check_first else None
-    if existing is not None:
-        ticket = db.session.get(Ticket, existing.ticket_id)
-        return IntakeResult(existing.id, existing.ticket_id, existing.citizen_id or 0,
-                            ticket.reference, False, True)
-    citizen, point = resolve_citizen(msg.channel, msg.sender, name=msg.sender_name,
-                                     language=msg.language)
-    db.session.flush()
-    ticket = find_thread(msg, citizen, point)
-    created = False
+    conn = db.session.connection()
+    if check_first:
+        # Replays are rare (about 2% of webhooks), so the first try relies on the unique
+        # constraint alone and only a conflict pays for the look-up.
+        existing = conn.execute(_SELECT_DUPLICATE, {"channel": msg.channel,
+                                                    "provider_id": msg.provider_id}).first()
+        if existing is not None:
+            return IntakeResult(existing.id, existing.ticket_id, existing.citizen_id or 0,
+                                ticket_reference(existing.ticket_id, existing.created_at.year),
+                                False, True)
+    now = utcnow()
+    who, phone_ticket = _lookup(conn, msg.channel, msg.sender, msg.sender_name, msg.language,
+                                with_open_ticket=msg.channel in PHONE_CHANNELS)
+    ticket, found_by = find_thread(conn, msg, phone_ticket)
     if ticket is not None and ticket.status == "closed":
         ticket = None
-    if ticket is None:
-        ticket = _open_ticket(msg, citizen, point)
-        created = True
+    created = ticket is None
+    write = Write(now=now, citizen_id=who.citizen_id, point_id=who.point_id)
+    if who.citizen_id is None:
+        write.citizen, write.point, write.profile = _new_citizen(who)
+    if created:
+        write.ticket = _ticket_values(conn, msg, who, now)
+        ticket = SimpleNamespace(id=None, citizen_id=who.citizen_id, **write.ticket)
     else:
+        ticket = SimpleNamespace(**(ticket._asdict() if hasattr(ticket, "_asdict")
+                                    else vars(ticket)))
+        write.ticket_id = ticket.id
         if ticket.status in ("resolved", "pending_citizen"):
+            write.reopen = True
             ticket.status = "open"
-            ticket.resolved_at = None
-        ticket.last_activity_at = utcnow()
-    interaction = Interaction(
-        ticket_id=ticket.id,
-        citizen_id=citizen.id,
-        contact_point_id=point.id if point else None,
-        channel=msg.channel,
-        direction="inbound",
-        author_kind="citizen",
-        provider_id=msg.provider_id,
-        subject=msg.subject,
-        text=msg.text or "",
-        html=msg.html,
-        full_text=msg.full_text,
-        attachments=[
-            {"filename": a.filename, "content_type": a.content_type, "size": a.size, "url": a.url}
-            for a in msg.attachments
-        ],
-        meta={**(msg.metadata or {}), **({"auto_reply": True} if msg.is_auto_reply else {}),
-              **({"references": list(msg.thread_keys.get("references") or [])}
-                 if msg.channel == "email" and msg.thread_keys else {})},
-        created_at=msg.received_at or utcnow(),
-    )
-    db.session.add(interaction)
-    _add_thread_keys(msg, ticket, None if created else getattr(ticket, "found_by", None))
-    db.session.flush()
-    from app import realtime
-
+    created_at = msg.received_at or now
+    meta = {**(msg.metadata or {}), **({"auto_reply": True} if msg.is_auto_reply else {}),
+            **({"references": list(msg.thread_keys.get("references") or [])}
+               if msg.channel == "email" and msg.thread_keys else {})}
+    write.interaction = {
+        "channel": msg.channel, "direction": "inbound", "author_kind": "citizen",
+        "provider_id": msg.provider_id, "subject": msg.subject, "text": msg.text or "",
+        "html": msg.html, "full_text": msg.full_text,
+        "attachments": [{"filename": a.filename, "content_type": a.content_type,
+                         "size": a.size, "url": a.url} for a in msg.attachments],
+        "metadata": meta, "created_at": created_at,
+    }
+    write.keys = _thread_keys(msg, None if created else found_by)
+    # What the flush events count for ORM writes, counted here for these Core ones.
+    segment = _segment(conn, None if created else ticket, who)
+    code = realtime.queue_code(ticket.queue_id) or ""
+    contacts_key = (metrics_service.hour_of(created_at), code, msg.channel,
+                    ticket.language or "", segment)
+    write.metrics[contacts_key] = {"contacts": 1}
+    if created:
+        tickets_key = (metrics_service.hour_of(now), code, ticket.channel,
+                       ticket.language or "", segment)
+        write.metrics.setdefault(tickets_key, {})["tickets"] = 1
+    written = intake_write.write(conn, write)
+    ticket.id = written.ticket_id
+    if created:
+        ticket.citizen_id = written.citizen_id
+    ticket.reference = ticket_reference(ticket.id, ticket.created_at.year)
+    interaction = SimpleNamespace(
+        id=written.interaction_id, ticket_id=ticket.id, delivery_status=None,
+        kb_article_id=None, kb_article_version=None, **write.interaction)
     announcement = {"ticket": realtime.ticket_summary(ticket),
                     "interaction": realtime.interaction_summary(interaction),
                     "rooms": realtime.ticket_rooms(ticket)}
-    result = IntakeResult(interaction.id, ticket.id, citizen.id, ticket.reference, created,
-                          False, announcement)
     db.session.commit()
-    return result
+    return IntakeResult(interaction.id, ticket.id, written.citizen_id, ticket.reference,
+                        created, False, announcement)
 
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
@@ -295,8 +399,6 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
 
 def announce(result: IntakeResult) -> None:
     """Tell connected consoles about a new interaction (and a new ticket)."""
-    from app import realtime
-
     if current_app.config.get("REALTIME_DISABLED") or result.announcement is None:
         return
     payload = dict(result.announcement)

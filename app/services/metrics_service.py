@@ -265,23 +265,29 @@ def collect(session: Session) -> _Deltas:
     return d
 
 
-_UPSERTS: dict[str, Any] = {}
+_UPSERT: Any = None
 
 
-def _upsert_statement(dialect: str):
-    """One upsert that adds every counter (zeros add nothing), built once per dialect so
-    SQLAlchemy compiles it once and every commit reuses it."""
-    if dialect not in _UPSERTS:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+def _upsert_statement():
+    """One upsert that adds every counter (zeros add nothing).
+
+    Written as SQL text that PostgreSQL and SQLite both accept: a dialect ``insert(...)
+    .on_conflict_do_update`` is not cacheable in SQLAlchemy and was compiled again on
+    every commit; a text statement compiles once per process.
+    """
+    global _UPSERT
+    if _UPSERT is None:
         table = MetricsHourly.__table__
-        stmt = insert(table)
-        _UPSERTS[dialect] = stmt.on_conflict_do_update(
-            index_elements=["hour", "queue", "channel", "language", "segment"],
-            set_={name: table.c[name] + stmt.excluded[name] for name in COUNTERS})
-    return _UPSERTS[dialect]
+        keys = ("hour", "queue", "channel", "language", "segment")
+        columns = ", ".join(keys + COUNTERS)
+        values = ", ".join(f":{name}" for name in keys + COUNTERS)
+        updates = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}"
+                            for name in COUNTERS)
+        _UPSERT = sa.text(
+            f"INSERT INTO {table.name} ({columns}) VALUES ({values}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        ).bindparams(sa.bindparam("hour", type_=table.c.hour.type))
+    return _UPSERT
 
 
 def apply(connection: sa.Connection, deltas: dict[Key, dict[str, int]]) -> None:
@@ -295,7 +301,7 @@ def apply(connection: sa.Connection, deltas: dict[Key, dict[str, int]]) -> None:
                      "language": language[:10], "segment": segment[:50],
                      **{name: counts.get(name, 0) for name in COUNTERS}})
     for row in rows:
-        connection.execute(_upsert_statement(connection.dialect.name), row)
+        connection.execute(_upsert_statement(), row)
 
 
 _PENDING = "civicline_metric_deltas"
@@ -316,6 +322,15 @@ def _after_flush(session: Session, _flush_context) -> None:
             row = pending[key]
             for name, value in counts.items():
                 row[name] += value
+
+
+def add_pending(session: Session, key: Key, **counts: int) -> None:
+    """Count something a service wrote with Core statements (which flush events do not
+    see); written with the rest at commit."""
+    pending = session.info.setdefault(_PENDING, defaultdict(lambda: defaultdict(int)))
+    row = pending[key]
+    for name, value in counts.items():
+        row[name] += value
 
 
 def _before_commit(session: Session) -> None:

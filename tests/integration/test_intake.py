@@ -197,3 +197,36 @@ def test_chat_after_its_ticket_closed_starts_one_new_ticket(app):
                    follow_up=False)
     assert second.ticket_id != first.ticket_id
     assert third.ticket_id == second.ticket_id
+
+
+def test_rows_written_by_intake_read_back_like_orm_rows(app):
+    """Intake writes with Core statements (one statement on PostgreSQL): every default the
+    models declare is there, and an absent JSON value is SQL NULL, not JSON null."""
+    result = intake(InboundMessage(
+        channel="email", provider_id="<first@example.org>", sender="Ana@Example.org",
+        sender_name="Ana Diaz", subject="Trash pickup", text="When is pickup?",
+        metadata={"to": "help@city.example"}))
+    ticket = db.session.get(Ticket, result.ticket_id)
+    citizen = db.session.get(Citizen, result.citizen_id)
+    interaction = db.session.get(Interaction, result.interaction_id)
+    assert (ticket.priority, ticket.self_served, ticket.status) == (3, False, "new")
+    assert ticket.citizen_id == citizen.id and ticket.contact_point_id is not None
+    assert ticket.created_at is not None and ticket.updated_at is not None
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Ticket).where(
+        Ticket.referral.is_(None))) == 1
+    assert (citizen.kind, citizen.display_name) == ("individual", "Ana Diaz")
+    assert citizen.profile.preferred_channels == ["email", "sms", "voice"]
+    assert citizen.profile.accessibility == [] and citizen.profile.channel_stats == {}
+    assert interaction.attachments == [] and interaction.meta == {"to": "help@city.example"}
+    assert (interaction.citizen_id, interaction.contact_point_id) == (
+        citizen.id, ticket.contact_point_id)
+    # Its Message-ID threads the next reply; the reply touches the ticket, adds no citizen.
+    before = ticket.last_activity_at
+    reply = intake(InboundMessage(
+        channel="email", provider_id="<second@example.org>", sender="ana@example.org",
+        subject="Re: Trash pickup", text="Thanks", thread_keys={
+            "in_reply_to": "<first@example.org>"}))
+    db.session.expire_all()
+    assert reply.ticket_id == ticket.id and not reply.created_ticket
+    assert db.session.get(Ticket, ticket.id).last_activity_at >= before
+    assert count(Citizen) == 1
