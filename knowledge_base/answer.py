@@ -21,7 +21,10 @@ no hits has confidence 0.
 
 With semantic matching (``KnowledgeBase(..., semantic=SemanticIndex(...))``, see
 ``knowledge_base.semantic``) a fused result has its own weights (``HYBRID_WEIGHTS``),
-fitted and checked the same way on the hybrid ranking, over four features: ``rel`` and
+fitted and checked the same way on the hybrid ranking (English and Spanish questions,
+plus the questions no article answers in ``bench/data/kb_unanswerable.jsonl`` as
+negatives, so meaning alone does not make an off-topic question look answered), over
+four features: ``rel`` and
 ``coverage`` of the top hit as above (0 for an article found by meaning alone), ``margin``
 (the top fused score minus the second: fused scores are already on a 0-1 scale, so a
 difference between two weak matches stays small without the damping the lexical margin
