@@ -279,18 +279,36 @@ def resident_message(conn: _Connection, data: dict) -> dict[str, Any]:
         metadata={"chat_session": conn.session_id, "client_id": client_id},
         topic=topic[:50] if topic else None,
     )
-    result = intake(msg)
+    # The follow-up (knowledge-base answer, work item, routing) is queued below only when
+    # the chat is not already with a person: asked for after the commit, so a line is
+    # never left without one that it needs.
+    result = intake(msg, follow_up=False)
     if conn.ticket_id != result.ticket_id:
         db.session.execute(sa.update(ChatSession).where(ChatSession.id == conn.session_id)
                            .values(ticket_id=result.ticket_id))
         db.session.commit()
         conn.ticket_id = result.ticket_id
-    interaction = db.session.get(Interaction, result.interaction_id)
-    payload = message_payload(interaction)
+    if result.duplicate or result.announcement is None:
+        payload = message_payload(db.session.get(Interaction, result.interaction_id))
+    else:
+        payload = _resident_payload(result.announcement["interaction"], client_id)
     if not result.duplicate:
+        if not followup.with_person(result.ticket_id):
+            from app import jobs
+
+            jobs.enqueue("app.tasks.process_inbound", result.interaction_id)
+        db.session.commit()  # hand the connection back before the emits
         _emit_to_resident(conn.token, "chat.message", payload, skip_sid=request.sid)
     return {"ok": True, "duplicate": result.duplicate, "reference": result.ticket_reference,
             "message": payload}
+
+
+def _resident_payload(summary: dict[str, Any], client_id: str) -> dict[str, Any]:
+    """A new resident message as the widget shows it, from what intake announced (the
+    same fields ``message_payload`` reads from the stored row)."""
+    return {"id": summary["id"], "client_id": client_id, "author": "resident", "name": None,
+            "text": summary["text"], "channel": "chat", "at": summary["created_at"],
+            "kb": None, "offer_person": False}
 
 
 def kb_feedback(conn: _Connection, data: dict) -> dict[str, Any]:

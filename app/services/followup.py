@@ -1,6 +1,10 @@
 """What happens after intake commits an inbound message: a knowledge-base self-service
 answer when it is confident, otherwise (or when the resident asks for a person) a work
-item in the right queue for routing."""
+item in the right queue for routing.
+
+A message in a conversation that already waits for a person or is with one (its ticket
+has an active work item) needs neither: the agent sees it live, and routing already has
+the work item. Only the pre-hooks still run for it."""
 
 from __future__ import annotations
 
@@ -20,6 +24,18 @@ GENERAL_QUEUE = "general"
 PRE_HOOKS: list = []
 SELF_SERVICE_HOOKS: dict[str, object] = {}
 ROUTE_HOOKS: list = []
+ACTIVE_WORK = ("waiting", "offered", "assigned")
+_ACTIVE_ITEM = (
+    sa.select(WorkItem.__table__.c.id)
+    .where(WorkItem.__table__.c.ticket_id == sa.bindparam("ticket_id"),
+           WorkItem.__table__.c.status.in_(ACTIVE_WORK))
+    .limit(1)
+)
+
+
+def with_person(ticket_id: int) -> bool:
+    """True while the ticket waits for a person or is with one (an active work item)."""
+    return db.session.execute(_ACTIVE_ITEM, {"ticket_id": ticket_id}).first() is not None
 
 
 def choose_queue(ticket: Ticket) -> Queue | None:
@@ -37,11 +53,8 @@ def ensure_work_item(ticket: Ticket) -> WorkItem | None:
     if ticket.status not in OPEN_STATUSES or ticket.assigned_agent_id:
         return None
     existing = db.session.scalar(
-        sa.select(WorkItem).where(
-            WorkItem.ticket_id == ticket.id,
-            WorkItem.status.in_(("waiting", "offered", "assigned")),
-        )
-    )
+        sa.select(WorkItem).where(WorkItem.ticket_id == ticket.id,
+                                  WorkItem.status.in_(ACTIVE_WORK)))
     if existing is not None:
         return existing
     queue = choose_queue(ticket)
@@ -70,6 +83,8 @@ def process_inbound(interaction_id: int) -> None:
         if pre(interaction, ticket):
             db.session.commit()
             return
+    if with_person(ticket.id):
+        return  # a person has the conversation: no self-service answer, no new routing
     hook = SELF_SERVICE_HOOKS.get(interaction.channel)
     if hook is not None and hook(interaction, ticket):  # answered by self-service
         db.session.commit()

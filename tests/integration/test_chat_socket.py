@@ -144,6 +144,116 @@ def test_knowledge_base_answers_first_then_talk_to_a_person(app, resident, gener
                              .where(WorkItem.ticket_id == ticket.id)) == 1
 
 
+def _record_enqueued(monkeypatch) -> list[str]:
+    """The names of the jobs queued from now on (they are still queued as usual)."""
+    from app import jobs
+
+    names: list[str] = []
+    enqueue = jobs.enqueue
+
+    def recording(func, *args, **kwargs):
+        names.append(func if isinstance(func, str) else func.job_name)
+        return enqueue(func, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "enqueue", recording)
+    return names
+
+
+def _record_kb_questions(monkeypatch) -> list[str]:
+    from app.services import knowledge
+
+    asked: list[str] = []
+
+    def answer_for(query, channel, lang=None, ticket_id=None):
+        asked.append(query)
+        return None
+
+    monkeypatch.setattr(knowledge, "answer_for", answer_for)
+    return asked
+
+
+def _waiting_chat(r: Resident) -> Ticket:
+    """A chat whose resident asked a question and then for a person."""
+    r.call("chat.start", {"name": "Cy"})
+    sent = r.say("my permit application is stuck")
+    assert r.call("chat.person")["status"] == "waiting"
+    return db.session.get(Ticket, db.session.scalar(
+        sa.select(Interaction.ticket_id).where(Interaction.id == sent["message"]["id"])))
+
+
+def test_lines_of_a_chat_waiting_for_a_person_need_no_follow_up(app, resident, general_queue,
+                                                               monkeypatch):
+    from app.services import followup
+
+    r = resident()
+    ticket = _waiting_chat(r)
+    queued = _record_enqueued(monkeypatch)
+    asked = _record_kb_questions(monkeypatch)
+    lines = [r.say(f"more detail {i}") for i in range(3)]
+    assert all(line["ok"] and not line["duplicate"] for line in lines)
+    # No knowledge-base answer, no second work item, no routing: not even a job for it.
+    assert "app.tasks.process_inbound" not in queued
+    for line in lines:
+        followup.process_inbound(line["message"]["id"])  # were it run anyway
+    db.session.expire_all()
+    assert asked == []
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(WorkItem)
+                             .where(WorkItem.ticket_id == ticket.id)) == 1
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Interaction).where(
+        Interaction.ticket_id == ticket.id, Interaction.author_kind == "bot")) == 0
+
+
+def test_lines_of_a_chat_with_an_agent_reach_the_agent_once_and_nothing_else(
+        app, live_server, resident, general_queue, make_user, monkeypatch):
+    from app.auth import issue_token
+    from app.services import followup
+
+    r = resident()
+    ticket = _waiting_chat(r)
+    agent_user = make_user(email="di@example.org", name="Di")
+    item = db.session.scalar(sa.select(WorkItem).where(WorkItem.ticket_id == ticket.id))
+    item.status, item.agent_id = "assigned", agent_user.id
+    ticket.assigned_agent_id = agent_user.id
+    db.session.commit()
+    received: list = []
+    # The agent watches the ticket and also serves the chat's queue: two of its rooms.
+    agent = _agent_client(live_server, issue_token(agent_user), ticket.id, received)
+    try:
+        queued = _record_enqueued(monkeypatch)
+        asked = _record_kb_questions(monkeypatch)
+        lines = [r.say(f"line {i}", client_id=f"line-{i}") for i in range(3)]
+        resent = r.say("line 1", client_id="line-1")  # a resend after a reconnect
+        assert resent["duplicate"] and resent["message"]["id"] == lines[1]["message"]["id"]
+
+        def live_lines():
+            return [d["interaction"]["text"] for n, d in received
+                    if n == "interaction.created" and d["interaction"]["text"].startswith("line")]
+
+        assert _wait(lambda: len(live_lines()) >= 3)
+        time.sleep(0.3)  # a second copy would arrive here
+        assert live_lines() == ["line 0", "line 1", "line 2"]
+        assert "app.tasks.process_inbound" not in queued
+        for line in lines:
+            followup.process_inbound(line["message"]["id"])
+        db.session.expire_all()
+        assert asked == []
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(WorkItem)
+                                 .where(WorkItem.ticket_id == ticket.id)) == 1
+    finally:
+        agent.disconnect()
+
+
+def test_first_line_still_gets_the_follow_up_and_the_ack_matches_the_stored_message(
+        app, resident, monkeypatch):
+    r = resident()
+    token = r.call("chat.start", {"name": "Ed"})["token"]
+    queued = _record_enqueued(monkeypatch)
+    sent = r.say("where do I renew a parking permit?", client_id="first-1")
+    assert queued == ["app.tasks.process_inbound"]  # the knowledge base answers first
+    state = resident().call("chat.resume", {"token": token})
+    assert state["messages"] == [sent["message"]]
+
+
 def test_agent_message_arrives_live_with_typing_and_read_receipt(app, live_server, resident,
                                                                  make_user, general_queue):
     from app.auth import issue_token
