@@ -1,12 +1,21 @@
 """Web chat latency: residents' messages reaching agents over a real server.
 
-Serves the app in a subprocess (``flask serve``: Socket.IO in threading mode, embedded
-jobs; a fresh SQLite database under a temporary folder unless ``DATABASE_URL`` is given),
-connects agent clients to ``/agent`` and resident clients to ``/chat`` (python-socketio
+Two setups, chosen by the environment:
+
+* **production** (``DATABASE_URL`` names PostgreSQL and ``REDIS_URL`` is set): gunicorn
+  as the README runs it (one process, a thread per socket) with a ``flask worker`` for
+  the jobs. Both are scratch stores: the database's schema is dropped and migrated and
+  the Redis database is flushed first.
+* **embedded** (otherwise): ``flask serve`` with the jobs inside the server process, on a
+  fresh SQLite database under a temporary folder, as ``make run`` serves it.
+
+Agent clients connect to ``/agent`` and resident clients to ``/chat`` (python-socketio
 ``AsyncClient`` over aiohttp websockets). Each resident opens a chat, asks for a person
-(its agent then watches the ticket), and sends messages paced under the per-connection
-rate limit; the round trip is from the resident's send to the agent's
-``interaction.created``. Counts messages that never arrived and ones stored or announced twice.
+(its agent then watches the ticket) and, once every resident is set up, sends messages
+paced under the per-connection rate limit; the round trip is from the resident's send to
+the agent's ``interaction.created``. A send that gets no answer in time is counted and
+the resident goes on. Counts messages that never arrived, ones stored twice (two
+interaction ids) and ones delivered twice to the same agent.
 
     python bench/chat_latency.py [--residents 200] [--agents 20] [--messages 20]
 
@@ -29,10 +38,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "chat-latency-benchmark-secret-key"
 PACE_SECONDS = 1.05  # the chat allows 10 messages per 10 s per connection
+SEND_TIMEOUT = 10.0  # an unanswered send is counted and the resident goes on
+SETUP_TIMEOUT = 60.0
+SETUP_CONCURRENCY = 20  # residents opening their chat at the same time
 
 PREPARE = """
 import sys
-import uuid
 import sqlalchemy as sa
 from flask_migrate import upgrade
 from app import create_app
@@ -41,14 +52,15 @@ from app.extensions import db
 from app.models import Queue, User
 app = create_app()
 with app.app_context():
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     upgrade(directory=sys.argv[1])
-    if db.session.scalar(sa.select(Queue).where(Queue.code == "permits")) is None:
-        db.session.add(Queue(code="permits", name="Permits", channels=["chat"],
-                             max_wait_seconds=3600))
-    run = uuid.uuid4().hex[:8]
+    db.session.add(Queue(code="permits", name="Permits", channels=["chat"],
+                         max_wait_seconds=3600))
     tokens = []
     for i in range(int(sys.argv[2])):
-        user = User(email=f"bench-{run}-agent{i}@example.org", role="agent", password_hash="",
+        user = User(email=f"bench-agent{i}@example.org", role="agent", password_hash="",
                     name=f"Agent {i}")
         user.set_password("bench-password")
         db.session.add(user)
@@ -70,24 +82,78 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict[str, str], agents: int) -> tuple[subprocess.Popen, str, list[str]]:
-    python = sys.executable
-    tokens = subprocess.run([python, "-c", PREPARE, str(ROOT / "migrations"), str(agents)],
-                            cwd=ROOT, env=env, check=True, capture_output=True, text=True
-                            ).stdout.split()
-    port = free_port()
-    server = subprocess.Popen(
-        [python, "-m", "flask", "--app", "wsgi", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            return server, url, tokens
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the server did not start")
+class Server:
+    """The server processes of one setup, their logs, and how to stop them."""
+
+    def __init__(self, env: dict[str, str], workdir: str, sockets: int) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.sockets = sockets
+        self.processes: list[subprocess.Popen] = []
+        self.production = env["DATABASE_URL"].startswith("postgres") and bool(
+            env.get("REDIS_URL"))
+        self.url = ""
+
+    def describe(self) -> str:
+        database = self.env["DATABASE_URL"].split("@")[-1]
+        if self.production:
+            return (f"production: gunicorn 1 process x {self.threads} threads + 1 flask worker, "
+                    f"PostgreSQL {database}, Redis {self.env['REDIS_URL'].split('@')[-1]}")
+        return f"embedded: flask serve with in-process jobs, {database}"
+
+    @property
+    def threads(self) -> int:
+        return self.sockets + 30  # one per WebSocket, plus room for the rest
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(Path(self.workdir) / f"{name}.log", "wb")  # noqa: SIM115 - kept open
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        self.processes.append(proc)
+        return proc
+
+    def start(self, agents: int) -> list[str]:
+        python = sys.executable
+        if self.production:
+            import redis
+
+            redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
+        tokens = subprocess.run([python, "-c", PREPARE, str(ROOT / "migrations"), str(agents)],
+                                cwd=ROOT, env=self.env, check=True, capture_output=True,
+                                text=True).stdout.split()
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        if self.production:
+            gunicorn = str(Path(python).parent / "gunicorn")
+            self._spawn("web", [gunicorn, "-w", "1", "--threads", str(self.threads),
+                                "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+                                "wsgi:app"])
+            self._spawn("worker", [python, "-m", "flask", "--app", "wsgi", "worker",
+                                   "--queues", "inbound,outbound,default,scheduled"])
+        else:
+            self._spawn("web", [python, "-m", "flask", "--app", "wsgi", "serve",
+                                "--port", str(port)])
+        for _ in range(300):
+            if any(p.poll() is not None for p in self.processes):
+                break
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return tokens
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"the server did not start; see the logs in {self.workdir}")
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 class Tally:
@@ -97,24 +163,28 @@ class Tally:
         self.received: dict[str, set[int]] = {}
         self.duplicated = 0  # one message stored (and announced) under two interaction ids
         self.repeated = 0  # the same interaction delivered twice to one agent
-        self.errors = 0
+        self.refused = 0  # answered {"ok": false}
+        self.unanswered = 0  # no answer within SEND_TIMEOUT
+        self.ready = 0
+        self.setup_failed: list[str] = []
+        self.lag: list[float] = []  # how late this client's event loop woke up
 
-    def arrived(self, tag: str, interaction_id: int) -> None:
+    def arrived(self, agent: int, tag: str, interaction_id: int) -> None:
         now = time.perf_counter()
         ids = self.received.get(tag)
         if ids is not None:
-            if interaction_id in ids:
+            if (agent, interaction_id) in ids:
                 self.repeated += 1
-            else:
-                ids.add(interaction_id)
+            elif all(i != interaction_id for _, i in ids):
                 self.duplicated += 1
+            ids.add((agent, interaction_id))
             return
         if tag in self.sent_at:
-            self.received[tag] = {interaction_id}
+            self.received[tag] = {(agent, interaction_id)}
             self.latencies.append((now - self.sent_at[tag]) * 1000)
 
 
-async def agent_client(url: str, token: str, tally: Tally):
+async def agent_client(url: str, number: int, token: str, tally: Tally):
     import socketio
 
     client = socketio.AsyncClient(reconnection=False)
@@ -123,29 +193,41 @@ async def agent_client(url: str, token: str, tally: Tally):
     async def _created(data):
         text = data["interaction"]["text"]
         if data["interaction"]["direction"] == "inbound" and text.startswith("bench "):
-            tally.arrived(text, data["interaction"]["id"])
+            tally.arrived(number, text, data["interaction"]["id"])
 
     await client.connect(url, namespaces=["/agent"], auth={"token": token},
                          transports=["websocket"], wait_timeout=30)
     return client
 
 
+async def open_chat(client, url: str, index: int, agent) -> None:
+    """Connect, start a chat, ask a question, ask for a person; the agent watches it."""
+    await client.connect(url, namespaces=["/chat"], transports=["websocket"], wait_timeout=30)
+    await client.call("chat.start", {"name": f"Bench resident {index}"}, namespace="/chat",
+                      timeout=SETUP_TIMEOUT)
+    opening = await client.call("chat.message", {"text": "I need help with a permit",
+                                                 "client_id": f"open-{index}",
+                                                 "topic": "permits"},
+                                namespace="/chat", timeout=SETUP_TIMEOUT)
+    ticket_id = int(opening["reference"].rsplit("-", 1)[1])
+    await client.call("chat.person", {}, namespace="/chat", timeout=SETUP_TIMEOUT)
+    await agent.call("watch_ticket", {"ticket_id": ticket_id}, namespace="/agent",
+                     timeout=SETUP_TIMEOUT)
+
+
 async def resident(url: str, index: int, agent, messages: int, tally: Tally,
-                   start: asyncio.Event) -> None:
+                   setup_slots: asyncio.Semaphore, start: asyncio.Event) -> None:
     import socketio
 
     client = socketio.AsyncClient(reconnection=False)
-    await client.connect(url, namespaces=["/chat"], transports=["websocket"], wait_timeout=30)
     try:
-        await client.call("chat.start", {"name": f"Resident {index}"}, namespace="/chat",
-                          timeout=60)
-        opening = await client.call("chat.message", {"text": "I need help with a permit",
-                                                     "client_id": f"open-{index}-{os.getpid()}",
-                                                     "topic": "permits"},
-                                    namespace="/chat", timeout=60)
-        ticket_id = int(opening["reference"].rsplit("-", 1)[1])
-        await client.call("chat.person", {}, namespace="/chat", timeout=60)
-        await agent.call("watch_ticket", {"ticket_id": ticket_id}, namespace="/agent", timeout=60)
+        async with setup_slots:
+            try:
+                await open_chat(client, url, index, agent)
+            except Exception as exc:  # noqa: BLE001 - counted, and the others go on
+                tally.setup_failed.append(f"resident {index}: {type(exc).__name__} {exc}")
+                return
+            tally.ready += 1
         await start.wait()
         await asyncio.sleep((index % 50) * PACE_SECONDS / 50)  # spread the sends
         for m in range(messages):
@@ -155,47 +237,77 @@ async def resident(url: str, index: int, agent, messages: int, tally: Tally,
             try:
                 ack = await client.call("chat.message",
                                         {"text": tag, "client_id": f"m{index}-{m}"},
-                                        namespace="/chat", timeout=30)
-            except socketio.exceptions.TimeoutError:
-                ack = {"ok": None}  # no answer: counted lost unless it reaches the agent
+                                        namespace="/chat", timeout=SEND_TIMEOUT)
+            except socketio.exceptions.SocketIOError:
+                # No answer (or the socket dropped): lost unless it reaches the agent.
+                tally.unanswered += 1
+                ack = {}
             if ack.get("ok") is False:
-                tally.errors += 1
+                tally.refused += 1
                 del tally.sent_at[tag]
             await asyncio.sleep(max(0.0, PACE_SECONDS - (time.perf_counter() - began)))
     finally:
-        await client.disconnect()
+        await close(client)
+
+
+async def close(client) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), 5)
+    except Exception:  # noqa: BLE001 - closing what may already be gone
+        pass
+
+
+async def watch_loop(tally: Tally, done: asyncio.Event) -> None:
+    """How late the event loop wakes up: a busy client would inflate the round trips."""
+    while not done.is_set():
+        began = time.perf_counter()
+        await asyncio.sleep(0.05)
+        tally.lag.append((time.perf_counter() - began - 0.05) * 1000)
 
 
 async def progress(tally: Tally, total: int, done: asyncio.Event) -> None:
+    began = time.monotonic()
     while not done.is_set():
         await asyncio.sleep(2)
-        print(f"  sent {len(tally.sent_at)}/{total}, received {len(tally.received)}", flush=True)
+        window = tally.latencies[-400:]
+        print(f"  {time.monotonic() - began:5.0f} s  sent {len(tally.sent_at)}/{total}, "
+              f"received {len(tally.received)}, unanswered {tally.unanswered}, "
+              f"recent p99 {percentile(window, 0.99):.0f} ms", flush=True)
 
 
 async def run(url: str, tokens: list[str], residents: int, messages: int) -> Tally:
     tally = Tally()
-    agents = [await agent_client(url, t, tally) for t in tokens]
-    start = asyncio.Event()
-    tasks = []
-    for i in range(residents):
-        tasks.append(asyncio.create_task(
-            resident(url, i, agents[i % len(agents)], messages, tally, start)))
-        if i % 20 == 19:
-            await asyncio.sleep(0.2)  # do not open 200 chats in one instant
-    await asyncio.sleep(1)
-    print(f"{residents} residents and {len(agents)} agents connected; sending", flush=True)
-    done = asyncio.Event()
-    reporter = asyncio.create_task(progress(tally, residents * messages, done))
+    agents = [await agent_client(url, n, t, tally) for n, t in enumerate(tokens)]
+    start, done = asyncio.Event(), asyncio.Event()
+    slots = asyncio.Semaphore(SETUP_CONCURRENCY)
+    tasks = [asyncio.create_task(resident(url, i, agents[i % len(agents)], messages, tally,
+                                          slots, start))
+             for i in range(residents)]
+    began = report = time.monotonic()
+    while tally.ready + len(tally.setup_failed) < residents:
+        await asyncio.sleep(0.2)
+        if time.monotonic() - report >= 5:
+            report = time.monotonic()
+            print(f"  {report - began:5.0f} s  chats open {tally.ready}/{residents}, "
+                  f"failed {len(tally.setup_failed)}", flush=True)
+    print(f"{tally.ready} residents ready ({len(tally.setup_failed)} failed to open a chat) "
+          f"in {time.monotonic() - began:.0f} s, {len(agents)} agents; sending", flush=True)
+    for failure in tally.setup_failed[:5]:
+        print(f"  {failure}")
+    reporter = asyncio.create_task(progress(tally, tally.ready * messages, done))
+    watcher = asyncio.create_task(watch_loop(tally, done))
+    cpu = time.process_time()
     start.set()
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*tasks, return_exceptions=True)
     deadline = time.monotonic() + 10
     while len(tally.received) < len(tally.sent_at) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)  # a late duplicate would show up here
     done.set()
-    await reporter
-    for agent in agents:
-        await agent.disconnect()
+    await asyncio.gather(reporter, watcher)
+    print(f"client: {time.process_time() - cpu:.1f} s CPU; event loop late by "
+          f"p99 {percentile(tally.lag, 0.99):.0f} ms, max {max(tally.lag, default=0):.0f} ms")
+    await asyncio.gather(*(close(a) for a in agents))
     return tally
 
 
@@ -207,23 +319,29 @@ def main() -> None:
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="civicline-chat-bench-")
     env = {**os.environ, "SECRET_KEY": SECRET, "FLASK_APP": "wsgi"}
-    env.setdefault("DATABASE_URL", f"sqlite:///{workdir}/bench.sqlite3")
-    server, url, tokens = start_server(env, args.agents)
-    print(f"server {url} (database {env['DATABASE_URL'].split('@')[-1]}, "
-          f"{'Redis ' + env['REDIS_URL'] if env.get('REDIS_URL') else 'embedded jobs'})")
+    if not env.get("DATABASE_URL", "").startswith("postgres"):
+        # The embedded setup: a fresh SQLite database and in-process jobs.
+        env["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
+        env.pop("REDIS_URL", None)
+    server = Server(env, workdir, args.residents + args.agents)
+    print(f"setup: {server.describe()}", flush=True)
     try:
-        tally = asyncio.run(run(url, tokens, args.residents, args.messages))
+        tokens = server.start(args.agents)
+        print(f"server {server.url} (logs in {workdir})", flush=True)
+        tally = asyncio.run(run(server.url, tokens, args.residents, args.messages))
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
     lost = len(tally.sent_at) - len(tally.received)
+    print(f"setup: {server.describe()}")
     print(f"messages sent {len(tally.sent_at)}, received {len(tally.received)}, "
-          f"refused {tally.errors}, delivered twice to one agent {tally.repeated}")
+          f"refused {tally.refused}, unanswered {tally.unanswered}; stored twice "
+          f"{tally.duplicated}, delivered twice to one agent {tally.repeated}; "
+          f"chats that failed to open {len(tally.setup_failed)}")
     print(f"resident→agent round trip: p50 {percentile(tally.latencies, 0.5):.1f} ms, "
           f"p99 {percentile(tally.latencies, 0.99):.1f} ms, "
           f"max {max(tally.latencies, default=float('nan')):.1f} ms")
     print(f"chat p99: {percentile(tally.latencies, 0.99):.0f} ms, lost {lost}, "
-          f"duplicated {tally.duplicated}")
+          f"duplicated {tally.duplicated + tally.repeated}")
 
 
 if __name__ == "__main__":
