@@ -12,7 +12,7 @@ $(BIN)/.installed: requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	@touch $@
 
-$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt requirements-semantic.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@
 

@@ -262,6 +262,7 @@ class RQRunner(JobRunner):
     def __init__(self, app: Flask, connection):
         self.app = app
         self.connection = connection
+        self._queues: dict[str, Any] = {}
 
     def start(self) -> None:
         """Nothing runs in the web process: ``flask worker`` processes execute RQ jobs."""
@@ -270,9 +271,13 @@ class RQRunner(JobRunner):
         """Nothing to stop here (see ``start``)."""
 
     def queue(self, name: str):
-        from rq import Queue
+        """One ``Queue`` per name and runner: RQ remembers the Redis server's version on it,
+        which it would otherwise ask Redis for on every enqueue."""
+        if name not in self._queues:
+            from rq import Queue
 
-        return Queue(name, connection=self.connection)
+            self._queues[name] = Queue(name, connection=self.connection)
+        return self._queues[name]
 
     def enqueue(self, spec, args, *, delay, job_id, queue) -> str:
         """Enqueue on RQ; while Redis is unreachable, park the job in the database instead
@@ -295,12 +300,14 @@ class RQRunner(JobRunner):
                 max=len(spec.retry_intervals), interval=list(spec.retry_intervals)
             )
         q = self.queue(queue)
-        if delay:
-            job = q.enqueue_in(
-                timedelta(seconds=delay), "app.jobs.run_job", spec.name, args, **options
-            )
-        else:
-            job = q.enqueue("app.jobs.run_job", spec.name, args, **options)
+        # One pipeline: the job, its queue and the queue registry in one round trip.
+        with self.connection.pipeline() as pipe:
+            if delay:
+                job = q.enqueue_in(timedelta(seconds=delay), "app.jobs.run_job", spec.name,
+                                   args, pipeline=pipe, **options)
+            else:
+                job = q.enqueue("app.jobs.run_job", spec.name, args, pipeline=pipe, **options)
+            pipe.execute()
         return job.id
 
     def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int:

