@@ -26,6 +26,11 @@ def _int(name: str, default: int) -> int:
     return int(value) if value is not None else default
 
 
+def _float(name: str, default: float | None) -> float | None:
+    value = _env(name)
+    return float(value) if value is not None else default
+
+
 def _database_url() -> str:
     url = _env("DATABASE_URL")
     if not url:
@@ -103,6 +108,14 @@ class Config:
     # the timeout lost its worker mid-send and is settled as "unknown".
     OUTBOX_STALE_SECONDS = _int("OUTBOX_STALE_SECONDS", 300)
     OUTBOX_SENDING_TIMEOUT = _int("OUTBOX_SENDING_TIMEOUT", 300)
+    # Routing (app.services.routing_service, routing.engine): how long an agent has to
+    # accept an offer, misses before they are set away, how fast waiting priorities age,
+    # wrap-up after each item (unset: none) and when a declined item may return to them.
+    ROUTING_OFFER_TIMEOUT_SECONDS = _float("ROUTING_OFFER_TIMEOUT_SECONDS", 30.0)
+    ROUTING_MAX_MISSED_OFFERS = _int("ROUTING_MAX_MISSED_OFFERS", 2)
+    ROUTING_AGING_SECONDS = _float("ROUTING_AGING_SECONDS", 300.0)
+    ROUTING_WRAP_UP_SECONDS = _float("ROUTING_WRAP_UP_SECONDS", None)
+    ROUTING_REOFFER_AFTER_SECONDS = _float("ROUTING_REOFFER_AFTER_SECONDS", 120.0)
     # Knowledge base: "on" fuses BM25F with a local embedding model (English, Spanish)
     # (knowledge_base.semantic); "off" is lexical only. Off by default: it lifts English
     # MRR, but loading the model takes seconds and every article is embedded at first use.

@@ -144,6 +144,7 @@ def _set_time(row: Any, attr: str, seconds: float | None) -> None:
 
 
 def _settings() -> dict[str, Any]:
+    """The ``ROUTING_*`` settings (``app.config``; defaults repeated for bare configs)."""
     cfg = current_app.config
     return {
         "offer_timeout_seconds": cfg.get("ROUTING_OFFER_TIMEOUT_SECONDS", 30.0),
