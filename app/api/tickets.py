@@ -19,8 +19,9 @@ from app.api.schemas import (
 )
 from app.auth import current_user, token_auth
 from app.extensions import db
-from app.models import Interaction, Queue, Ticket
+from app.models import Interaction, Ticket
 from app.services import citizens
+from app.services import tickets as ticket_service
 
 
 def _decode_cursor(cursor: str) -> int:
@@ -40,23 +41,9 @@ def _encode_cursor(ticket_id: int) -> str:
 @bp.output(TicketPage)
 def list_tickets(query):
     """Called by the console and integrations to list tickets, newest first."""
-    stmt = sa.select(Ticket).order_by(Ticket.id.desc())
-    if "status" in query:
-        stmt = stmt.where(Ticket.status == query["status"])
-    if "channel" in query:
-        stmt = stmt.where(Ticket.channel == query["channel"])
-    if "citizen_id" in query:
-        stmt = stmt.where(Ticket.citizen_id == query["citizen_id"])
-    if "agent_id" in query:
-        stmt = stmt.where(Ticket.assigned_agent_id == query["agent_id"])
-    if "queue" in query:
-        stmt = stmt.join(Queue, Ticket.queue_id == Queue.id).where(Queue.code == query["queue"])
-    if "cursor" in query:
-        stmt = stmt.where(Ticket.id < _decode_cursor(query["cursor"]))
-    limit = query["limit"]
-    rows = db.session.scalars(stmt.limit(limit + 1)).unique().all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    before = _decode_cursor(query["cursor"]) if "cursor" in query else None
+    filters = {k: query[k] for k in ticket_service.LIST_FILTERS if k in query}
+    rows, more = ticket_service.page(filters, limit=query["limit"], before_id=before)
     return {"items": rows, "next_cursor": _encode_cursor(rows[-1].id) if more and rows else None}
 
 
@@ -93,8 +80,6 @@ def get_ticket(ref):
 @bp.output(TicketOut)
 def update_ticket(ref, body):
     """Called by agents to change a ticket's status, priority or queue."""
-    from app.services import tickets as ticket_service
-
     return ticket_service.update(_ticket(ref), body, current_user())
 
 

@@ -1,4 +1,4 @@
-"""Ticket changes by agents: status, priority, queue. Audited."""
+"""Tickets for agents: filtered pages, and changes (status, priority, queue), audited."""
 
 from __future__ import annotations
 
@@ -8,6 +8,29 @@ from app.extensions import db
 from app.models import Queue, Ticket, User, utcnow
 from app.services import Invalid
 from app.services.citizens import audit
+
+LIST_FILTERS = ("status", "channel", "citizen_id", "agent_id", "queue")
+
+
+def page(filters: dict, *, limit: int, before_id: int | None = None
+         ) -> tuple[list[Ticket], bool]:
+    """Tickets newest first, matching every given filter, with ids below ``before_id``
+    (the cursor); returns the page and whether more follow."""
+    stmt = sa.select(Ticket).order_by(Ticket.id.desc())
+    if "status" in filters:
+        stmt = stmt.where(Ticket.status == filters["status"])
+    if "channel" in filters:
+        stmt = stmt.where(Ticket.channel == filters["channel"])
+    if "citizen_id" in filters:
+        stmt = stmt.where(Ticket.citizen_id == filters["citizen_id"])
+    if "agent_id" in filters:
+        stmt = stmt.where(Ticket.assigned_agent_id == filters["agent_id"])
+    if "queue" in filters:
+        stmt = stmt.join(Queue, Ticket.queue_id == Queue.id).where(Queue.code == filters["queue"])
+    if before_id is not None:
+        stmt = stmt.where(Ticket.id < before_id)
+    rows = db.session.scalars(stmt.limit(limit + 1)).unique().all()
+    return list(rows[:limit]), len(rows) > limit
 
 
 def update(ticket: Ticket, data: dict, actor: User | None) -> Ticket:
