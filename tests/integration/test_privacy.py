@@ -18,7 +18,7 @@ from app.models import (
     utcnow,
 )
 from app.services import outbound, privacy
-from channels import twilio as tw
+from tests.twilio_signing import post_signed
 
 MARIA = "+15555550123"
 CITY = "+15555550100"
@@ -27,10 +27,7 @@ CITY = "+15555550100"
 def text(client, body, sid, sender=MARIA):
     form = {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender, "To": CITY,
             "Body": body, "NumMedia": "0"}
-    signature = tw.sign(client.application.config["TWILIO_AUTH_TOKEN"],
-                        "http://localhost/webhooks/twilio/sms", form)
-    response = client.post("/webhooks/twilio/sms", data=form,
-                           headers={"X-Twilio-Signature": signature})
+    response = post_signed(client, "/webhooks/twilio/sms", form)
     assert response.status_code == 200, response.data
 
 

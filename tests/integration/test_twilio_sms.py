@@ -22,17 +22,11 @@ from app.services import Invalid, outbound
 from app.services.telephony import answer_messages, sms_segments
 from channels import twilio as tw
 from tests.fakes.twilio_http import RecordingHttpClient
+from tests.twilio_signing import post_signed
 
 MARIA = "+15555550123"
 CITY = "+15555550100"
 _counter = iter(range(1, 1_000_000))
-
-
-def post_signed(client, path, params, *, base="http://localhost", signed_url=None, token=None):
-    token = token or client.application.config["TWILIO_AUTH_TOKEN"]
-    signature = tw.sign(token, signed_url or base + path, params)
-    return client.post(path, data=params, base_url=base,
-                       headers={"X-Twilio-Signature": signature})
 
 
 def sms_form(body, sender=MARIA, sid=None, **extra):

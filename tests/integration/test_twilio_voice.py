@@ -14,19 +14,13 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import ContactPoint, FailedPayload, Interaction, Outbox, Queue, Ticket, WorkItem
 from app.services import telephony
-from channels import twilio as tw
 from tests.fakes.twilio_http import RecordingHttpClient
+from tests.twilio_signing import post_signed
 
 JOSE = "+15555550124"
 CITY = "+15555550100"
 BASE = "http://localhost/webhooks/twilio/voice"
 _counter = iter(range(1, 1_000_000))
-
-
-def post_signed(client, path, params, token=None):
-    token = token or client.application.config["TWILIO_AUTH_TOKEN"]
-    signature = tw.sign(token, "http://localhost" + path, params)
-    return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
 
 class Call:
