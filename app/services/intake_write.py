@@ -105,75 +105,65 @@ def _pg_type(column: sa.Column) -> str:
     return re.sub(r"\(\d+\)", "", column.type.compile(dialect=_PG))
 
 
-def _columns(alias: str) -> list[sa.Column]:
-    return [c for c in _TABLES[alias].columns if not c.primary_key]
+def _written_columns(alias: str, row: dict[str, Any]) -> tuple[str, ...]:
+    """The columns a row sets (its values, the model's defaults, references); the rest
+    are left to the database (NULL), as an ORM insert leaves them. Keeping statements
+    short matters: the driver caches and prepares statements only up to 4 KiB."""
+    table = _TABLES[alias]
+    return tuple(c.name for c in table.columns if not c.primary_key and (
+        c.name in row or (alias, c.name) in _REFERENCES))
 
 
-def _select_list(alias: str, present: set[str], binds: list[sa.BindParameter]) -> str:
+def _insert_cte(alias: str, names: tuple[str, ...], present: set[str],
+                binds: list[sa.BindParameter], returning: bool = True) -> str:
+    table = _TABLES[alias]
     parts = []
-    for column in _columns(alias):
-        source = _REFERENCES.get((alias, column.name))
+    for name in names:
+        column = table.c[name]
+        source = _REFERENCES.get((alias, name))
         if source in present:
             parts.append(f"(SELECT id FROM {source})")
-        else:
-            name = f"{alias}_{column.name}"
-            kind = column.type
-            if isinstance(kind, sa.JSON):
-                kind = sa.JSON(none_as_null=True)  # None is SQL NULL, as the ORM leaves it
-            binds.append(sa.bindparam(name, type_=kind))
-            parts.append(f"CAST(:{name} AS {_pg_type(column)})")
-    return ", ".join(parts)
-
-
-def _insert_cte(alias: str, present: set[str], binds: list[sa.BindParameter],
-                returning: bool = True) -> str:
-    table = _TABLES[alias]
-    names = ", ".join(c.name for c in _columns(alias))
+            continue
+        kind = column.type
+        if isinstance(kind, sa.JSON):
+            kind = sa.JSON(none_as_null=True)  # None is SQL NULL, as the ORM leaves it
+        binds.append(sa.bindparam(f"{alias}_{name}", type_=kind))
+        parts.append(f"CAST(:{alias}_{name} AS {_pg_type(column)})")
     tail = " RETURNING id" if returning else ""
-    return (f"{alias} AS (INSERT INTO {table.name} ({names}) "
-            f"SELECT {_select_list(alias, present, binds)}{tail})")
+    return (f"{alias} AS (INSERT INTO {table.name} ({', '.join(names)}) "
+            f"SELECT {', '.join(parts)}{tail})")
 
 
 def _pg_statement(shape: tuple) -> sa.TextClause:
     """The statement for one shape of write, built once per shape and process."""
     if shape in _STATEMENTS:
         return _STATEMENTS[shape]
-    new_citizen, new_point, new_ticket, reopen, n_keys, n_metrics = shape
+    inserts, reopen, n_keys, n_metrics, counters = shape
     binds: list[sa.BindParameter] = []
     present: set[str] = set()
     ctes = []
-    if new_citizen:
-        ctes.append(_insert_cte("c", present, binds))
-        present.add("c")
-    if new_point:
-        ctes.append(_insert_cte("p", present, binds))
-        present.add("p")
-        ctes.append(_insert_cte("pr", present, binds, returning=False))
-    if new_ticket:
-        ctes.append(_insert_cte("t", present, binds))
-        present.add("t")
-    else:
-        reopened = ", status = 'open', resolved_at = NULL" if reopen else ""
-        binds.append(sa.bindparam("now", type_=_TICKET.c.updated_at.type))
-        ctes.append(f"u AS (UPDATE {_TICKET.name} SET last_activity_at = CAST(:now AS "
-                    f"TIMESTAMP WITHOUT TIME ZONE), updated_at = CAST(:now AS TIMESTAMP "
-                    f"WITHOUT TIME ZONE){reopened} WHERE id = :t_id)")
-    ctes.append(_insert_cte("i", present, binds))
-    present.add("i")
-    ticket_ref = "(SELECT id FROM t)" if new_ticket else ":t_id"
+    for alias, names in inserts:
+        if alias == "i" and "t" not in present:
+            reopened = ", status = 'open', resolved_at = NULL" if reopen else ""
+            binds.append(sa.bindparam("now", type_=_TICKET.c.updated_at.type))
+            ctes.append(f"u AS (UPDATE {_TICKET.name} SET last_activity_at = CAST(:now AS "
+                        f"TIMESTAMP), updated_at = CAST(:now AS TIMESTAMP){reopened} "
+                        f"WHERE id = :t_id)")
+        ctes.append(_insert_cte(alias, names, present, binds, returning=alias != "pr"))
+        present.add(alias)
+    ticket_ref = "(SELECT id FROM t)" if "t" in present else ":t_id"
     if n_keys:
         rows = ", ".join(f"(:k{n}_kind, :k{n}_key, {ticket_ref})" for n in range(n_keys))
         ctes.append(f"k AS (INSERT INTO {_KEYS.name} (kind, key, ticket_id) VALUES {rows} "
                     "ON CONFLICT (kind, key) DO UPDATE SET ticket_id = EXCLUDED.ticket_id "
                     "WHERE thread_keys.kind <> 'email')")
     if n_metrics:
-        names = _METRIC_KEYS + metrics_service.COUNTERS
+        names = _METRIC_KEYS + counters
         rows = ", ".join(
-            "(" + ", ".join(f"CAST(:m{n}_hour AS TIMESTAMP WITHOUT TIME ZONE)" if c == "hour"
-                            else f":m{n}_{c}" for c in names) + ")"
+            "(" + ", ".join(f"CAST(:m{n}_hour AS TIMESTAMP)" if c == "hour" else f":m{n}_{c}"
+                            for c in names) + ")"
             for n in range(n_metrics))
-        updates = ", ".join(f"{c} = {_METRICS}.{c} + EXCLUDED.{c}"
-                            for c in metrics_service.COUNTERS)
+        updates = ", ".join(f"{c} = {_METRICS}.{c} + EXCLUDED.{c}" for c in counters)
         ctes.append(f"m AS (INSERT INTO {_METRICS} ({', '.join(names)}) VALUES {rows} "
                     f"ON CONFLICT ({', '.join(_METRIC_KEYS)}) DO UPDATE SET {updates})")
         for n in range(n_metrics):
@@ -190,25 +180,29 @@ def _pg_statement(shape: tuple) -> sa.TextClause:
 def _pg_write(conn: sa.Connection, w: Write) -> Written:
     params: dict[str, Any] = {"now": w.now, "t_id": w.ticket_id}
     existing = {"c": w.citizen_id, "p": w.point_id, "t": w.ticket_id}
+    inserts = []
     for alias, values in (("c", w.citizen), ("p", w.point), ("pr", w.profile),
                           ("t", w.ticket), ("i", w.interaction)):
         if values is None:
             continue
         row = _fill(alias, values)
-        for column in _columns(alias):
-            source = _REFERENCES.get((alias, column.name))
-            value = existing[source] if source else row.get(column.name)
-            params[f"{alias}_{column.name}"] = value
+        names = _written_columns(alias, row)
+        inserts.append((alias, names))
+        for name in names:
+            source = _REFERENCES.get((alias, name))
+            params[f"{alias}_{name}"] = existing[source] if source else row[name]
     for n, (kind, key) in enumerate(w.keys):
         params[f"k{n}_kind"] = kind
         params[f"k{n}_key"] = key
+    counters = tuple(c for c in metrics_service.COUNTERS
+                     if any(counts.get(c) for counts in w.metrics.values()))
     for n, (key, counts) in enumerate(sorted(w.metrics.items())):
         for name, value in zip(_METRIC_KEYS, key, strict=True):
             params[f"m{n}_{name}"] = value
-        for name in metrics_service.COUNTERS:
+        for name in counters:
             params[f"m{n}_{name}"] = counts.get(name, 0)
-    shape = (w.citizen is not None, w.point is not None, w.ticket is not None, w.reopen,
-             len(w.keys), len(w.metrics))
+    shape = (tuple(inserts), w.reopen, len(w.keys), len(w.metrics) if counters else 0,
+             counters)
     citizen_id, point_id, ticket_id, interaction_id = conn.execute(
         _pg_statement(shape), params).one()
     return Written(citizen_id or w.citizen_id, point_id or w.point_id,
