@@ -7,7 +7,8 @@ from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -24,6 +25,19 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_settings(dbapi_connection, _record) -> None:
+    """The embedded SQLite database in write-ahead-log mode: readers (consoles, reports)
+    no longer block the writer (intake) and writers queue instead of failing with
+    "database is locked". ``synchronous`` stays FULL: a commit is on disk before the
+    webhook is answered. Other databases are left alone."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
 migrate = Migrate(render_as_batch=True)
 socketio = SocketIO()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -217,9 +217,14 @@ _KEY_UPSERT = sa.text(
     "WHERE thread_keys.kind <> 'email'")
 
 
+_INSERTS = {alias: sa.insert(table).returning(table.c.id) for alias, table in _TABLES.items()}
+_TOUCH = sa.update(_TICKET).where(_TICKET.c.id == sa.bindparam("ticket_id")).values(
+    last_activity_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+_REOPEN = _TOUCH.values(status="open", resolved_at=None)
+
+
 def _insert(conn: sa.Connection, alias: str, values: dict[str, Any]) -> int:
-    table = _TABLES[alias]
-    return conn.execute(sa.insert(table).returning(table.c.id), values).scalar_one()
+    return conn.execute(_INSERTS[alias], values).scalar_one()
 
 
 def _stepwise_write(conn: sa.Connection, w: Write) -> Written:
@@ -233,10 +238,7 @@ def _stepwise_write(conn: sa.Connection, w: Write) -> Written:
         ticket_id = _insert(conn, "t", {**w.ticket, "citizen_id": citizen_id,
                                         "contact_point_id": point_id})
     else:
-        changes: dict[str, Any] = {"last_activity_at": w.now, "updated_at": w.now}
-        if w.reopen:
-            changes.update(status="open", resolved_at=None)
-        conn.execute(sa.update(_TICKET).where(_TICKET.c.id == ticket_id).values(**changes))
+        conn.execute(_REOPEN if w.reopen else _TOUCH, {"ticket_id": ticket_id, "now": w.now})
     interaction_id = _insert(conn, "i", {**w.interaction, "ticket_id": ticket_id,
                                          "citizen_id": citizen_id,
                                          "contact_point_id": point_id})
