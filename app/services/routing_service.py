@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -379,6 +379,23 @@ def _restore_runtime(item: rm.WorkItem, row: WorkItem, aging: float) -> None:
     item.answered_at = _ts(row.assigned_at)
 
 
+# Work items already reported as unroutable (e.g. a language no agent has yet): they are
+# tried again at every step, so they route as soon as someone can take them, but the
+# warning is logged once per item and process, not at every step.
+_REPORTED_UNROUTABLE: OrderedDict[tuple, None] = OrderedDict()
+
+
+def _report_unroutable(row: WorkItem, reason: str) -> None:
+    key = (row.id, row.arrived_at)
+    if key in _REPORTED_UNROUTABLE:
+        log.debug("work item %s still cannot be routed: %s", row.id, reason)
+        return
+    _REPORTED_UNROUTABLE[key] = None
+    if len(_REPORTED_UNROUTABLE) > 100_000:
+        _REPORTED_UNROUTABLE.popitem(last=False)
+    log.warning("work item %s cannot be routed: %s", row.id, reason)
+
+
 def _arrive_unrouted(step: Step) -> list[ev.Event]:
     events: list[ev.Event] = []
     core_queues = {q.id: core_queue(q) for q in step.queues.values()}
@@ -387,7 +404,7 @@ def _arrive_unrouted(step: Step) -> list[ev.Event]:
         try:
             events += step.router.arrive(item, step.now)
         except RoutingError as exc:
-            log.warning("work item %s cannot be routed: %s", row.id, exc.message)
+            _report_unroutable(row, exc.message)
             continue
         step.rows[item.item_id] = row
     return events

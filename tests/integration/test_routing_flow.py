@@ -485,3 +485,17 @@ def test_reach_explains_the_reply_channel(client, app, auth_headers):
 
     fallback = reach.choose_channel(citizen.id, exclude={"sms"})
     assert fallback.channel == "email" and "sms already tried" in fallback.reason
+
+
+def test_unroutable_work_waits_and_is_reported_once(contact, caplog):
+    """Nobody online knows the item's language yet: the item waits (it is tried again at
+    every step, so it routes once someone can take it) and is reported once, not at
+    every step."""
+    with caplog.at_level("WARNING", logger="app.services.routing_service"):
+        item = contact(language="en")
+        routing_service.route(None)
+        routing_service.route(None)
+    warnings = [r for r in caplog.records if "cannot be routed" in r.getMessage()
+                and f"work item {item.id} " in r.getMessage()]
+    assert len(warnings) == 1
+    assert db.session.get(WorkItem, item.id).status == "waiting"
