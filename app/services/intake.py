@@ -83,8 +83,8 @@ def store_failed_payload(source: str, body: bytes | str, content_type: str | Non
 
 # The hot path speaks SQLAlchemy Core: every webhook of every channel comes through here,
 # and building, flushing and expiring ORM objects cost several times what the database
-# itself takes. The statements below are built once; the ORM is kept for the rare paths
-# (merged citizens) and for everything that happens after intake.
+# itself takes. The statements below are built once; the writes are in
+# ``intake_write``; the ORM is kept for everything that happens after intake.
 _CIT = Citizen.__table__
 _CP = ContactPoint.__table__
 _PROFILE = ChannelProfile.__table__

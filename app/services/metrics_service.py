@@ -324,15 +324,6 @@ def _after_flush(session: Session, _flush_context) -> None:
                 row[name] += value
 
 
-def add_pending(session: Session, key: Key, **counts: int) -> None:
-    """Count something a service wrote with Core statements (which flush events do not
-    see); written with the rest at commit."""
-    pending = session.info.setdefault(_PENDING, defaultdict(lambda: defaultdict(int)))
-    row = pending[key]
-    for name, value in counts.items():
-        row[name] += value
-
-
 def _before_commit(session: Session) -> None:
     """Write the transaction's increments last, just before it commits.
 

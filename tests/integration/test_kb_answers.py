@@ -9,12 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.kb_editing import create_article, get_article, import_articles, update_article
+from app.kb_editing import create_article, get_article, update_article
 from app.models import KBArticle, KBQuery
 from app.services.intake import intake
 from app.services.knowledge import answer_for
 from channels.base import InboundMessage
-from knowledge_base import load_demo_articles
 
 QUESTIONS = [
     ("When is my property tax due?", None, "property-tax-due-dates"),
@@ -25,12 +24,6 @@ QUESTIONS = [
     ("there is a pothole on my street", None, "pothole-report"),
 ]
 CHANNELS = ("sms", "voice", "chat", "email")
-
-
-@pytest.fixture
-def demo_kb(app):
-    import_articles(load_demo_articles())
-    return {row.slug: row.id for row in db.session.scalars(sa.select(KBArticle))}
 
 
 @pytest.mark.parametrize("question, lang, slug", QUESTIONS)

@@ -7,19 +7,11 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.kb_editing import import_articles
 from app.models import AuditLog, KBArticle, KBFeedback, KBQuery
 from app.services.intake import intake
 from channels.base import InboundMessage
-from knowledge_base import load_demo_articles
 
 API = "/api/v1/kb"
-
-
-@pytest.fixture
-def demo_kb(app):
-    import_articles(load_demo_articles())
-    return {row.slug: row.id for row in db.session.scalars(sa.select(KBArticle))}
 
 
 @pytest.fixture

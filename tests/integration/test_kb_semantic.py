@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from app.config import ConfigError
 from app.extensions import db
-from app.kb_editing import create_article, get_article, import_articles, update_article
+from app.kb_editing import create_article, get_article, update_article
 from app.kb_store import live
-from app.models import KBArticle, KBQuery
+from app.models import KBQuery
 from app.services.knowledge import answer_for, search
 from knowledge_base import load_demo_articles
 
@@ -24,12 +24,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 PARAPHRASE = "huge crater in the asphalt wrecked my tire"
-
-
-@pytest.fixture
-def demo_kb(app):
-    import_articles(load_demo_articles())
-    return {row.slug: row.id for row in db.session.scalars(sa.select(KBArticle))}
 
 
 @pytest.fixture
