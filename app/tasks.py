@@ -19,6 +19,16 @@ def process_inbound(interaction_id: int) -> None:
     followup.process_inbound(interaction_id)
 
 
+@job(queue="default")
+def route_work(work_item_id: int) -> None:
+    """Triggered by follow-up when a work item enters its queue: a routing step, unless an
+    earlier step already took the item in."""
+    from app.services import followup
+
+    for route in followup.ROUTE_HOOKS:
+        route(work_item_id)
+
+
 @job(queue="scheduled")
 def routing_tick() -> None:
     """Triggered every few seconds by the schedule: offer timeouts, overflow, SLA clocks."""

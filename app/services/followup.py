@@ -94,10 +94,15 @@ def process_inbound(interaction_id: int) -> None:
     db.session.commit()
     # Only a work item that just entered its queue needs a routing decision now; one that
     # already waits (a resident adding lines to a chat or a text thread) keeps its place
-    # and is routed by the periodic tick and by agents freeing up.
-    if created:
-        for route in ROUTE_HOOKS:
-            route(item.id)
+    # and is routed by the periodic tick and by agents freeing up. The decision is its own
+    # job on the ``default`` queue, behind the inbound queue: during a burst, one routing
+    # step takes in every item that arrived meanwhile, and the later jobs find their item
+    # already routed and return at once.
+    if created and ROUTE_HOOKS:
+        from app import tasks
+        from app.jobs import enqueue
+
+        enqueue(tasks.route_work, item.id, job_id=f"route-{item.id}")
 
 
 def routing_tick() -> None:

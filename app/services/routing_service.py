@@ -356,7 +356,10 @@ def _load(now: float) -> Step:
                  _ts(o.expires_at) or now)
         for name, o in offers.items()
     ]
-    languages = known_languages | {i.language for i in items}
+    # A language no agent speaks yet is served with an interpreter, not refused: the
+    # router knows every language of the work it holds or is about to receive.
+    languages = (known_languages | {DEFAULT_LANGUAGE} | {i.language for i in items}
+                 | {row.language or DEFAULT_LANGUAGE for row in unrouted})
     router = Router.from_state(
         agents, list(core_queues.values()), items, core_offers,
         next_offer_number=max((o.id for o in pending), default=0) + 1,
@@ -606,8 +609,22 @@ def _announce(step: Step) -> None:
 
 def route(work_item_id: int | None = None) -> None:
     """Route new work (``work_item_id`` from intake's follow-up) and catch up on timers
-    (``None`` from the periodic tick); also repairs what changed outside routing."""
+    (``None`` from the periodic tick); also repairs what changed outside routing.
+
+    A step takes in every new work item, so when ``work_item_id`` is already queued (or
+    no longer active) an earlier step has routed it and no step is needed: a burst of
+    arrivals costs one step, not one per arrival."""
+    if work_item_id is not None and _already_routed(work_item_id):
+        return
     run_step(_repair)
+
+
+def _already_routed(work_item_id: int) -> bool:
+    row = db.session.execute(
+        sa.select(WorkItem.queued_at, WorkItem.status).where(WorkItem.id == work_item_id)
+    ).first()
+    db.session.commit()
+    return row is None or row.queued_at is not None or row.status not in ACTIVE
 
 
 def tick(now: datetime | None = None) -> Step:

@@ -487,15 +487,19 @@ def test_reach_explains_the_reply_channel(client, app, auth_headers):
     assert fallback.channel == "email" and "sms already tried" in fallback.reason
 
 
-def test_unroutable_work_waits_and_is_reported_once(contact, caplog):
-    """Nobody online knows the item's language yet: the item waits (it is tried again at
-    every step, so it routes once someone can take it) and is reported once, not at
-    every step."""
+def test_work_in_a_language_nobody_speaks_waits_and_goes_out_with_an_interpreter(
+        client, agent, contact, auth_headers, caplog):
+    """Nobody online knows the item's language: it is not refused or left aside; it waits
+    in its queue (its clock running) and is offered with an interpreter to the first
+    agent who can take the topic."""
     with caplog.at_level("WARNING", logger="app.services.routing_service"):
-        item = contact(language="en")
+        item = contact(language="so")
         routing_service.route(None)
-        routing_service.route(None)
-    warnings = [r for r in caplog.records if "cannot be routed" in r.getMessage()
-                and f"work item {item.id} " in r.getMessage()]
-    assert len(warnings) == 1
-    assert db.session.get(WorkItem, item.id).status == "waiting"
+    assert not [r for r in caplog.records if "cannot be routed" in r.getMessage()]
+    row = db.session.get(WorkItem, item.id)
+    assert row.status == "waiting" and row.queued_at is not None
+
+    ana = agent("ana", languages={"en": 5})
+    _available(client, auth_headers(user=ana))
+    offers = _offers(ana.id)
+    assert [o.work_item_id for o in offers] == [item.id]
