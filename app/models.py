@@ -507,11 +507,14 @@ class MetricsHourly(db.Model):
     Kept up to date one event at a time (``app.services.metrics_service``) so live
     metrics and reports read a few small rows instead of recomputing from history.
     Unknown dimensions are stored as ``""`` so the unique key works on every database.
+    Each key has up to ``metrics_service.SHARDS`` rows (``shard``): a transaction adds to
+    one of them at random, so concurrent contacts rarely wait on the same row lock;
+    readers always sum over shards.
     """
 
     __tablename__ = "metrics_hourly"
     __table_args__ = (sa.UniqueConstraint("hour", "queue", "channel", "language", "segment",
-                                          name="uq_metrics_hourly_key"),)
+                                          "shard", name="uq_metrics_hourly_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     hour: Mapped[datetime] = mapped_column(index=True)
@@ -519,6 +522,7 @@ class MetricsHourly(db.Model):
     channel: Mapped[str] = mapped_column(sa.String(10), default="")
     language: Mapped[str] = mapped_column(sa.String(10), default="")
     segment: Mapped[str] = mapped_column(sa.String(50), default="")
+    shard: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")
     contacts: Mapped[int] = mapped_column(default=0, server_default="0")
     outbound: Mapped[int] = mapped_column(default=0, server_default="0")
     tickets: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -34,7 +34,7 @@ _TABLES = {
 _KEYS = ThreadKey.__table__
 _TICKET = Ticket.__table__
 _METRICS = "metrics_hourly"
-_METRIC_KEYS = ("hour", "queue", "channel", "language", "segment")
+_METRIC_KEYS = ("hour", "queue", "channel", "language", "segment", "shard")
 # Columns filled from another CTE of the same statement: (table alias, column) -> source.
 _REFERENCES = {
     ("p", "citizen_id"): "c", ("pr", "citizen_id"): "c",
@@ -196,8 +196,9 @@ def _pg_write(conn: sa.Connection, w: Write) -> Written:
         params[f"k{n}_key"] = key
     counters = tuple(c for c in metrics_service.COUNTERS
                      if any(counts.get(c) for counts in w.metrics.values()))
+    part = metrics_service.shard()
     for n, (key, counts) in enumerate(sorted(w.metrics.items())):
-        for name, value in zip(_METRIC_KEYS, key, strict=True):
+        for name, value in zip(_METRIC_KEYS, (*key, part), strict=True):
             params[f"m{n}_{name}"] = value
         for name in counters:
             params[f"m{n}_{name}"] = counts.get(name, 0)

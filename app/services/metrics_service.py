@@ -17,6 +17,7 @@ change work items and tickets through the ORM.
 from __future__ import annotations
 
 import logging
+import random
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -266,6 +267,14 @@ def collect(session: Session) -> _Deltas:
 
 
 _UPSERT: Any = None
+# Rows per counter key. Every contact of an hour and channel adds to the same key; with
+# one row per key, concurrent transactions would queue on its row lock until each one
+# commits. A transaction picks one shard at random; readers sum over shards.
+SHARDS = 16
+
+
+def shard() -> int:
+    return random.randrange(SHARDS)
 
 
 def _upsert_statement():
@@ -278,7 +287,7 @@ def _upsert_statement():
     global _UPSERT
     if _UPSERT is None:
         table = MetricsHourly.__table__
-        keys = ("hour", "queue", "channel", "language", "segment")
+        keys = ("hour", "queue", "channel", "language", "segment", "shard")
         columns = ", ".join(keys + COUNTERS)
         values = ", ".join(f":{name}" for name in keys + COUNTERS)
         updates = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}"
@@ -291,14 +300,16 @@ def _upsert_statement():
 
 
 def apply(connection: sa.Connection, deltas: dict[Key, dict[str, int]]) -> None:
-    """Add increments to their rows: one upsert per touched row, in a stable order so two
-    transactions never lock the same rows in opposite orders."""
+    """Add increments to their rows: one upsert per touched row, all in one shard picked
+    for this transaction, in a stable order so two transactions never lock the same rows
+    in opposite orders."""
     rows = []
+    part = shard()
     for (hour, queue, channel, language, segment), counts in sorted(deltas.items()):
         if not any(counts.values()):
             continue
         rows.append({"hour": hour, "queue": queue[:50], "channel": channel[:10],
-                     "language": language[:10], "segment": segment[:50],
+                     "language": language[:10], "segment": segment[:50], "shard": part,
                      **{name: counts.get(name, 0) for name in COUNTERS}})
     for row in rows:
         connection.execute(_upsert_statement(), row)
