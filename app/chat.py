@@ -293,7 +293,7 @@ def resident_message(conn: _Connection, data: dict) -> dict[str, Any]:
     else:
         payload = _resident_payload(result.announcement["interaction"], client_id)
     if not result.duplicate:
-        if not followup.with_person(result.ticket_id):
+        if not result.with_person:
             from app import jobs
 
             jobs.enqueue("app.tasks.process_inbound", result.interaction_id)

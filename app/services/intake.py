@@ -41,10 +41,11 @@ from app.models import (
     Queue,
     ThreadKey,
     Ticket,
+    WorkItem,
     ticket_reference,
     utcnow,
 )
-from app.services import intake_write, metrics_service
+from app.services import followup, intake_write, metrics_service
 from app.services.contacts import contact_for_message
 from app.services.intake_write import Write
 from channels.base import InboundMessage
@@ -63,6 +64,8 @@ class IntakeResult:
     ticket_reference: str
     created_ticket: bool
     duplicate: bool
+    # The ticket had an active work item when the message arrived (see ``followup``).
+    with_person: bool = False
     # The realtime payload, built from memory before the commit so announcing it after
     # the commit costs no queries (None for a duplicate: nothing new to announce).
     announcement: dict | None = field(default=None, compare=False, repr=False)
@@ -91,10 +94,16 @@ _PROFILE = ChannelProfile.__table__
 _TICKET = Ticket.__table__
 _INTERACTION = Interaction.__table__
 _KEYS = ThreadKey.__table__
+_WORK = WorkItem.__table__
+# Whether the ticket waits for a person or is with one (an active work item), read with
+# the ticket itself: a chat line to an agent then needs no follow-up, and no query for it.
+_WITH_PERSON = sa.exists().where(
+    _WORK.c.ticket_id == _TICKET.c.id, _WORK.c.status.in_(followup.ACTIVE_WORK),
+).label("with_person")
 _TICKET_COLUMNS = (
     _TICKET.c.id, _TICKET.c.status, _TICKET.c.channel, _TICKET.c.queue_id, _TICKET.c.subject,
     _TICKET.c.citizen_id, _TICKET.c.assigned_agent_id, _TICKET.c.language,
-    _TICKET.c.priority, _TICKET.c.created_at,
+    _TICKET.c.priority, _TICKET.c.created_at, _WITH_PERSON,
 )
 PREFERRED_CHANNELS = {"phone": ["sms", "voice", "email"], "email": ["email", "sms", "voice"],
                       "chat": ["chat", "email", "sms"]}
@@ -364,6 +373,7 @@ def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
     if created:
         ticket.citizen_id = written.citizen_id
     ticket.reference = ticket_reference(ticket.id, ticket.created_at.year)
+    with_person = bool(getattr(ticket, "with_person", False))
     interaction = SimpleNamespace(
         id=written.interaction_id, ticket_id=ticket.id, delivery_status=None,
         kb_article_id=None, kb_article_version=None, **write.interaction)
@@ -372,7 +382,7 @@ def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
                     "rooms": realtime.ticket_rooms(ticket)}
     db.session.commit()
     return IntakeResult(interaction.id, ticket.id, written.citizen_id, ticket.reference,
-                        created, False, announcement)
+                        created, False, with_person, announcement)
 
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:

@@ -136,6 +136,19 @@ def test_follow_up_job_puts_ticket_in_its_queue(seeded, run_jobs):
     assert count(WorkItem) == 1
 
 
+def test_result_says_whether_a_person_has_the_conversation(seeded, run_jobs):
+    first = intake(sms("SM1", text="benefits", topic="benefits"))
+    assert not first.with_person  # a new ticket: nobody has it yet
+    run_jobs()  # the follow-up puts it in its queue: it now waits for a person
+    second = intake(sms("SM2", text="are you there?"))
+    assert second.ticket_id == first.ticket_id and second.with_person
+    item = db.session.scalar(sa.select(WorkItem))
+    item.status = "completed"
+    db.session.commit()
+    third = intake(sms("SM3", text="one more thing"))
+    assert third.ticket_id == first.ticket_id and not third.with_person
+
+
 def test_unknown_topic_goes_to_general_queue(seeded, run_jobs):
     intake(sms("SM1", text="something else"))
     run_jobs()
