@@ -33,7 +33,8 @@ def user_from_token(token: str | None) -> User | None:
         data = _serializer().loads(token, max_age=current_app.config["API_TOKEN_MAX_AGE"])
     except (BadSignature, SignatureExpired):
         return None
-    user = db.session.get(User, data.get("uid"))
+    # Skills are loaded when something uses them (routing does), not for every request.
+    user = db.session.get(User, data.get("uid"), options=[sa.orm.lazyload(User.skills)])
     if user is None or not user.active or user.token_version != data.get("v"):
         return None
     return user

@@ -22,7 +22,7 @@ from flask import current_app
 from app import metrics
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Outbox, Ticket, utcnow
-from app.services import Invalid, NotFound
+from app.services import Invalid, NotFound, commit_keeping_loaded
 from channels.base import (
     DeliveryResult,
     OutboundMessage,
@@ -121,13 +121,26 @@ def queue_message(
         fallback_of_id=fallback_of.id if fallback_of else None,
     )
     db.session.add(row)
+    # The session holds flushed rows weakly: keep the row for ``staged_outbox``.
+    interaction._staged_outbox = row
     if author_kind == "agent" and ticket.first_response_at is None:
         ticket.first_response_at = now
     ticket.last_activity_at = now
     if commit:
-        db.session.commit()
+        db.session.flush()
+        commit_keeping_loaded()
         after_commit(row.id, interaction.id)
     return interaction
+
+
+def staged_outbox(interaction: Interaction) -> Outbox:
+    """The outbox row ``queue_message(..., commit=False)`` added for this interaction
+    (no query), flushed so that it has its id."""
+    row = getattr(interaction, "_staged_outbox", None)
+    if row is None:
+        return db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == interaction.id))
+    db.session.flush()
+    return row
 
 
 def after_commit(outbox_id: int, interaction_id: int) -> None:

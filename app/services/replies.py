@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Ticket, User, utcnow
-from app.services import Invalid, outbound, reach
+from app.services import Invalid, commit_keeping_loaded, outbound, reach
 from app.services.citizens import audit
 
 REPLY_CHANNELS = ("sms", "email", "chat", "voice")
@@ -97,9 +97,8 @@ def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None 
     if ticket.status == "new":
         ticket.status = "open"
     audit(agent, "ticket.reply", "ticket", ticket.reference, {"channel": channel})
-    db.session.commit()
-    row = db.session.scalar(sa.select(outbound.Outbox).where(
-        outbound.Outbox.interaction_id == interaction.id))
+    row = outbound.staged_outbox(interaction)
+    commit_keeping_loaded()  # announced and returned as written: nothing to read back
     outbound.after_commit(row.id, interaction.id)
     return interaction
 
