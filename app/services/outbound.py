@@ -129,7 +129,7 @@ def queue_message(
     if commit:
         db.session.flush()
         commit_keeping_loaded()
-        after_commit(row.id, interaction.id, channel)
+        after_commit(row.id, interaction.id)
     return interaction
 
 
@@ -143,27 +143,9 @@ def staged_outbox(interaction: Interaction) -> Outbox:
     return row
 
 
-def after_commit(outbox_id: int, interaction_id: int, channel: str | None = None) -> None:
-    """Announce the queued message and have it delivered.
-
-    A chat message is delivered right here: delivering it only shows it in the
-    resident's open chat, so a trip through the job queue would only add delay. If that
-    fails, the job takes over (and the outbox sweep, should this process die first).
-    Every other channel calls a provider and is always sent by the job.
-    """
+def after_commit(outbox_id: int, interaction_id: int) -> None:
     from app import jobs
 
-    if channel == "chat":
-        _announce(interaction_id)
-        try:
-            deliver(outbox_id)
-            return
-        except Exception:  # noqa: BLE001 - the job retries what the live attempt could not do
-            log.warning("live chat delivery of outbox %s failed; queued", outbox_id,
-                        exc_info=True)
-            db.session.rollback()
-        jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
-        return
     jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
     _announce(interaction_id)
 

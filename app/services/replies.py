@@ -99,7 +99,7 @@ def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None 
     audit(agent, "ticket.reply", "ticket", ticket.reference, {"channel": channel})
     row = outbound.staged_outbox(interaction)
     commit_keeping_loaded()  # announced and returned as written: nothing to read back
-    outbound.after_commit(row.id, interaction.id, channel)
+    outbound.after_commit(row.id, interaction.id)
     return interaction
 
 

@@ -301,28 +301,6 @@ def test_agent_message_arrives_live_with_typing_and_read_receipt(app, live_serve
         agent.disconnect()
 
 
-def test_console_reply_reaches_the_open_chat_without_the_job_queue(app, client, resident,
-                                                                  auth_headers, run_jobs):
-    """The console answers through ``POST /tickets/<ref>/reply``: a chat answer is shown
-    live by that request itself; no job is left to deliver it."""
-    r = resident()
-    r.call("chat.start", {})
-    said = r.say("is the pool open today?")
-    reply = client.post(f"/api/v1/tickets/{said['reference']}/reply",
-                        json={"text": "Yes, until 8 pm.", "channel": "chat"},
-                        headers=auth_headers("agent"))
-    assert reply.status_code == 201, reply.json
-    assert reply.json["delivery_status"] == "delivered"
-    shown = r.wait_for("chat.message", lambda d: d.get("author") == "agent")
-    assert shown["text"] == "Yes, until 8 pm."
-    outbox = db.session.scalar(sa.select(Outbox).where(
-        Outbox.interaction_id == reply.json["id"]))
-    assert outbox.status == "sent"
-    run_jobs()  # the resident's first line still gets its follow-up; the answer is not re-sent
-    assert len([d for e, d in r.events if e == "chat.message"
-                and d.get("text") == "Yes, until 8 pm."]) == 1
-
-
 def test_reload_resumes_the_whole_conversation_without_duplicates(app, resident, make_user,
                                                                   general_queue):
     from app.chat import send_chat_message
