@@ -203,7 +203,8 @@ def deliver(outbox_id: int) -> None:
     # While "sending", next_attempt_at is the lease: when the sweep may settle the row.
     row.next_attempt_at = utcnow() + timedelta(
         seconds=current_app.config.get("OUTBOX_SENDING_TIMEOUT", 300))
-    db.session.commit()
+    # The row is ours while "sending" (the lease): no need to read it back.
+    commit_keeping_loaded()
     sender = sender_for(row.channel)
     message = _message_for(row, interaction)
     try:
@@ -237,7 +238,7 @@ def deliver(outbox_id: int) -> None:
         from app.models import ThreadKey
 
         db.session.add(ThreadKey(kind="email", key=result.provider_id, ticket_id=row.ticket_id))
-    db.session.commit()
+    commit_keeping_loaded()  # announced below as written
     metrics.OUTBOUND.labels(channel=row.channel, status="sent").inc()
     _announce(interaction.id)
 
