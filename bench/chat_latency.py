@@ -185,6 +185,7 @@ class Tally:
         self.sent_at: dict[str, float] = {}
         self.latencies: list[float] = []  # resident -> agent
         self.exchanges: list[float] = []  # send -> the agent's answer on the resident's screen
+        self.replies: list[float] = []  # the agent's reply request, sent -> answered
         self.received: dict[str, set[int]] = {}
         self.duplicated = 0  # one message stored (and announced) under two interaction ids
         self.repeated = 0  # the same interaction delivered twice to one agent
@@ -223,12 +224,15 @@ async def agent_client(url: str, number: int, token: str, tally: Tally, http):
     headers = {"Authorization": f"Bearer {token}"}
 
     async def answer(reference: str, tag: str) -> None:
+        began = time.perf_counter()
         try:
             async with http.post(f"{url}/api/v1/tickets/{reference}/reply", headers=headers,
                                  json={"text": f"re: {tag}", "channel": "chat"}) as response:
                 await response.read()
                 if response.status >= 300:
                     tally.reply_errors += 1
+                else:
+                    tally.replies.append((time.perf_counter() - began) * 1000)
         except Exception:  # noqa: BLE001 - counted; the resident's wait times out
             tally.reply_errors += 1
 
@@ -431,6 +435,8 @@ def main() -> None:
     print(f"exchange (send → the agent's answer on screen): p50 "
           f"{percentile(tally.exchanges, 0.5):.1f} ms, "
           f"p99 {percentile(tally.exchanges, 0.99):.1f} ms")
+    print(f"agent's reply request: p50 {percentile(tally.replies, 0.5):.1f} ms, "
+          f"p99 {percentile(tally.replies, 0.99):.1f} ms")
     print(f"resident→agent round trip: p50 {percentile(tally.latencies, 0.5):.1f} ms, "
           f"p99 {percentile(tally.latencies, 0.99):.1f} ms, "
           f"max {max(tally.latencies, default=float('nan')):.1f} ms")
