@@ -386,19 +386,34 @@ def derive(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+_SUMS: dict[tuple, Any] = {}
+
+
+def _sums_statement(by: tuple[str, ...], counters: tuple[str, ...], bounded: bool):
+    """Built once per shape: building and caching a statement of twenty sums costs more
+    than running it."""
+    key = (by, counters, bounded)
+    if key not in _SUMS:
+        table = MetricsHourly.__table__
+        cols = [table.c[name] for name in by]
+        stmt = sa.select(*cols, *[sa.func.coalesce(sa.func.sum(table.c[c]), 0).label(c)
+                                  for c in counters]).where(
+            table.c.hour >= sa.bindparam("since", type_=table.c.hour.type))
+        if bounded:
+            stmt = stmt.where(table.c.hour < sa.bindparam("until", type_=table.c.hour.type))
+        if cols:
+            stmt = stmt.group_by(*cols)
+        _SUMS[key] = stmt
+    return _SUMS[key]
+
+
 def sums(since: datetime, until: datetime | None = None, by: tuple[str, ...] = (),
          counters: tuple[str, ...] = COUNTERS) -> list[dict[str, Any]]:
     """Counters summed over ``[since, until)``, grouped by the given dimensions."""
-    table = MetricsHourly.__table__
-    cols = [table.c[name] for name in by]
-    stmt = sa.select(*cols, *[sa.func.coalesce(sa.func.sum(table.c[c]), 0).label(c)
-                              for c in counters]).where(table.c.hour >= since)
-    if until is not None:
-        stmt = stmt.where(table.c.hour < until)
-    if cols:
-        stmt = stmt.group_by(*cols)
+    stmt = _sums_statement(tuple(by), tuple(counters), until is not None)
+    params = {"since": since} if until is None else {"since": since, "until": until}
     return [{k: (int(v) if k in counters else v) for k, v in row._mapping.items()}
-            for row in db.session.execute(stmt)]
+            for row in db.session.execute(stmt, params)]
 
 
 def _presence_counts() -> dict[str, int]:
@@ -465,20 +480,33 @@ def live_snapshot(now: datetime | None = None) -> dict[str, Any]:
                                 .where(Queue.active.is_(True))).all()
     code_by_id = {q.id: q.code for q in queues}
     sla_by_code = {q.code: q.sla_target_seconds for q in queues}
-    waiting_rows = db.session.execute(
-        sa.select(WorkItem.queue_id, WorkItem.channel, WorkItem.arrived_at)
-        .where(WorkItem.status.in_(WAITING_STATUSES))).all()
+    # Waiting work is summed by the database per queue and channel, so a refresh costs the
+    # same with ten or ten thousand residents waiting. A wait breaches when its whole
+    # seconds exceed the queue's target: arrived at or before now - (target + 1) s.
+    cutoffs = {q.id: now - timedelta(seconds=q.sla_target_seconds + 1)
+               for q in queues if q.sla_target_seconds is not None}
+    cutoff = sa.case(cutoffs, value=WorkItem.queue_id,
+                     else_=now - timedelta(seconds=61)) if cutoffs else sa.literal(
+                         now - timedelta(seconds=61))
+    waiting_groups = db.session.execute(
+        sa.select(WorkItem.queue_id, WorkItem.channel, sa.func.count(),
+                  sa.func.min(WorkItem.arrived_at),
+                  sa.func.sum(sa.case((WorkItem.arrived_at <= cutoff, 1), else_=0)))
+        .where(WorkItem.status.in_(WAITING_STATUSES))
+        .group_by(WorkItem.queue_id, WorkItem.channel)).all()
     waiting: dict[str, dict[str, dict[str, int]]] = {"queue": {}, "channel": {}}
-    for queue_id, channel, arrived in waiting_rows:
+    waiting_count, longest = 0, 0
+    for queue_id, channel, count, first_arrived, late in waiting_groups:
         code = code_by_id.get(queue_id, "")
-        wait = _seconds(now, arrived)
-        late = int(wait > sla_by_code.get(code, 60))
+        wait = _seconds(now, first_arrived)
+        waiting_count += count
+        longest = max(longest, wait)
         for dim, name in (("queue", code or "(none)"), ("channel", channel)):
             info = waiting[dim].setdefault(name, {"waiting": 0, "longest_wait_seconds": 0,
                                                   "breaching": 0})
-            info["waiting"] += 1
+            info["waiting"] += count
             info["longest_wait_seconds"] = max(info["longest_wait_seconds"], wait)
-            info["breaching"] += late
+            info["breaching"] += int(late or 0)
     today = sums(day, by=("queue", "channel"))
     presence = _presence_counts()
     agents = live_agents(now)
@@ -488,7 +516,6 @@ def live_snapshot(now: datetime | None = None) -> dict[str, Any]:
         sa.select(sa.func.count()).select_from(Ticket)
         .where(Ticket.status.in_(OPEN_STATUSES), Ticket.sla_due_at < now)) or 0
     totals = derive({c: sum(r[c] for r in today) for c in COUNTERS})
-    all_waiting = [_seconds(now, a) for _, _, a in waiting_rows]
     return {
         "at": now.isoformat() + "Z",
         "since": day.isoformat() + "Z",
@@ -497,8 +524,8 @@ def live_snapshot(now: datetime | None = None) -> dict[str, Any]:
         "channels": [r for r in _live_rows(waiting["channel"], today, sla_by_code, "channel")
                      if r["channel"] not in ("(none)", "note")],
         "totals": {
-            "waiting": len(waiting_rows),
-            "longest_wait_seconds": max(all_waiting, default=0),
+            "waiting": waiting_count,
+            "longest_wait_seconds": longest,
             "contacts": totals["contacts"], "answered": totals["answered"],
             "asa_seconds": totals["asa_seconds"],
             "service_level_pct": totals["service_level_pct"],

@@ -211,3 +211,39 @@ def test_supervisor_changes_presence_and_reassigns(seeded, client, run_jobs):
     assert audit["items"][0]["detail"]["to"] == other.id
     snap = client.get("/api/v1/supervisor/snapshot", headers=supervisor).get_json()
     assert {a["name"] for a in snap["agents"]} >= {"Ana Reyes", "Li Wei"}
+
+
+def test_waiting_work_is_summed_per_queue_and_channel_with_each_queues_target(app):
+    """Waits are judged against their own queue's target: 61 s breaches a 60 s target,
+    not a 600 s one; the longest wait and the counts add up per queue and per channel."""
+    from datetime import timedelta
+
+    from app.models import Citizen, Queue, WorkItem, utcnow
+    from app.services import metrics_service
+
+    fast = Queue(code="fast", name="Fast", sla_target_seconds=60)
+    slow = Queue(code="slow", name="Slow", sla_target_seconds=600)
+    citizen = Citizen(display_name="Resident")
+    db.session.add_all([fast, slow, citizen])
+    db.session.flush()
+    now = utcnow()
+    for queue, channel, waited in ((fast, "sms", 61), (fast, "sms", 59), (fast, "chat", 5),
+                                   (slow, "sms", 61), (slow, "email", 700)):
+        ticket = Ticket(citizen_id=citizen.id, channel=channel, queue_id=queue.id)
+        db.session.add(ticket)
+        db.session.flush()
+        db.session.add(WorkItem(ticket_id=ticket.id, queue_id=queue.id, channel=channel,
+                                status="waiting", arrived_at=now - timedelta(seconds=waited)))
+    db.session.commit()
+
+    snap = metrics_service.live_snapshot(now)
+    queues = {q["queue"]: q for q in snap["queues"]}
+    assert (queues["fast"]["waiting"], queues["fast"]["longest_wait_seconds"],
+            queues["fast"]["sla_breaches"]) == (3, 61, 1)
+    assert (queues["slow"]["waiting"], queues["slow"]["longest_wait_seconds"],
+            queues["slow"]["sla_breaches"]) == (2, 700, 1)
+    channels = {c["channel"]: c for c in snap["channels"]}
+    assert (channels["sms"]["waiting"], channels["sms"]["longest_wait_seconds"]) == (3, 61)
+    assert channels["sms"]["sla_breaches"] == 1  # the fast queue's 61 s, not the slow one's
+    assert snap["totals"]["waiting"] == 5 and snap["totals"]["longest_wait_seconds"] == 700
+    assert snap["totals"]["sla_breaches"] == 2
