@@ -91,6 +91,9 @@ def process_inbound(interaction_id: int) -> None:
         return
     item = ensure_work_item(ticket)
     created = item is not None and item.id is None
+    if created:
+        db.session.flush()
+        item_id = item.id  # read now: after the commit it would be read back
     db.session.commit()
     # Only a work item that just entered its queue needs a routing decision now; one that
     # already waits (a resident adding lines to a chat or a text thread) keeps its place
@@ -102,7 +105,7 @@ def process_inbound(interaction_id: int) -> None:
         from app import tasks
         from app.jobs import enqueue
 
-        enqueue(tasks.route_work, item.id, job_id=f"route-{item.id}")
+        enqueue(tasks.route_work, item_id, job_id=f"route-{item_id}")
 
 
 def routing_tick() -> None:
