@@ -35,8 +35,11 @@ one process are also serialized by a process lock (the only lock needed on SQLit
 the embedded mode runs one process).
 
 A step costs time linear in agents and open work items: a few milliseconds for a city
-contact center, but a backlog of many thousands of open items would call for a cached
-router kept in step with the database instead of a rebuild per step.
+contact center (about 170 ms with 2,000 items waiting). New work is routed by its own job
+behind the inbound queue (``app.tasks.route_work``), and one step takes in every item
+that has arrived, so a burst costs one step rather than one per arrival. A backlog of
+many thousands of open items would still call for a cached router kept in step with the
+database instead of a rebuild per step.
 
 If a step fails inside the router, its own request is undone and the router's
 catch-up (expired offers re-offered, and so on) is still committed; the caller gets the
