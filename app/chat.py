@@ -462,8 +462,7 @@ def send_chat_message(ticket_id: int, text: str, agent_id: int) -> Interaction:
         raise Invalid("the message is too long", code="message_too_long")
     interaction = outbound.queue_message(ticket, "chat", text, to=visitor_id(chat.token),
                                          author_agent_id=agent.id, commit=False)
-    row_id = db.session.scalar(sa.select(Outbox.id).where(
-        Outbox.interaction_id == interaction.id))
+    row_id = outbound.staged_outbox(interaction).id
     if ticket.status == "new":
         ticket.status = "open"
     db.session.commit()

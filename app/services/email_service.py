@@ -351,7 +351,7 @@ def reply_by_email(
         meta=meta,
         commit=False,
     )
-    row = db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == interaction.id))
+    row = outbound.staged_outbox(interaction)
     in_reply_to, references = threading_headers(ticket.id)
     row.payload = {
         **(row.payload or {}),

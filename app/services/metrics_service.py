@@ -483,11 +483,10 @@ def live_snapshot(now: datetime | None = None) -> dict[str, Any]:
     # Waiting work is summed by the database per queue and channel, so a refresh costs the
     # same with ten or ten thousand residents waiting. A wait breaches when its whole
     # seconds exceed the queue's target: arrived at or before now - (target + 1) s.
-    cutoffs = {q.id: now - timedelta(seconds=q.sla_target_seconds + 1)
-               for q in queues if q.sla_target_seconds is not None}
-    cutoff = sa.case(cutoffs, value=WorkItem.queue_id,
-                     else_=now - timedelta(seconds=61)) if cutoffs else sa.literal(
-                         now - timedelta(seconds=61))
+    default = now - timedelta(seconds=61)  # an inactive queue: the 60 s default target
+    cutoffs = {q.id: now - timedelta(seconds=q.sla_target_seconds + 1) for q in queues}
+    cutoff = (sa.case(cutoffs, value=WorkItem.queue_id, else_=default) if cutoffs
+              else sa.literal(default))
     waiting_groups = db.session.execute(
         sa.select(WorkItem.queue_id, WorkItem.channel, sa.func.count(),
                   sa.func.min(WorkItem.arrived_at),

@@ -127,7 +127,6 @@ def queue_message(
         ticket.first_response_at = now
     ticket.last_activity_at = now
     if commit:
-        db.session.flush()
         commit_keeping_loaded()
         after_commit(row.id, interaction.id)
     return interaction
@@ -136,11 +135,8 @@ def queue_message(
 def staged_outbox(interaction: Interaction) -> Outbox:
     """The outbox row ``queue_message(..., commit=False)`` added for this interaction
     (no query), flushed so that it has its id."""
-    row = getattr(interaction, "_staged_outbox", None)
-    if row is None:
-        return db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == interaction.id))
     db.session.flush()
-    return row
+    return interaction._staged_outbox
 
 
 def after_commit(outbox_id: int, interaction_id: int) -> None:
