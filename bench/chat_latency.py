@@ -408,6 +408,8 @@ def main() -> None:
         parser.error("--think takes seconds, such as 2-6 or 0")
     if think[0] < 0 or think[1] < think[0]:
         parser.error("--think takes a range from low to high, such as 2-6")
+    if args.web < 1 or args.residents < 1 or args.agents < 1 or args.messages < 1:
+        parser.error("--web, --residents, --agents and --messages take 1 or more")
     workdir = tempfile.mkdtemp(prefix="civicline-chat-bench-")
     env = {**os.environ, "SECRET_KEY": SECRET, "FLASK_APP": "wsgi"}
     if not env.get("DATABASE_URL", "").startswith("postgres"):
