@@ -62,7 +62,9 @@ class Config:
     TESTING = False
     SECRET_KEY = _env("SECRET_KEY", INSECURE_DEV_KEY)
     SQLALCHEMY_DATABASE_URI = _database_url()
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # Pooled connections are checked at checkout without a round trip (see
+    # ``extensions._alive_on_checkout``) instead of by ``pool_pre_ping``.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     REDIS_URL = _env("REDIS_URL")
     # Embedded mode only: run queued jobs on a thread inside the server process.
     EMBEDDED_WORKER = True

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -314,8 +315,13 @@ def _segment(conn: sa.Connection, ticket, who: _Who) -> str:
     return conn.execute(_SELECT_SEGMENT, {"id": ticket.citizen_id}).scalar() or ""
 
 
-def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
-    conn = db.session.connection()
+def _intake_once(msg: InboundMessage, check_first: bool,
+                 conn: sa.Connection | None = None) -> IntakeResult:
+    """One try. With ``conn`` (an autocommit connection) each statement commits itself;
+    without it the work joins the session's transaction, which this commits."""
+    own_transaction = conn is None
+    if own_transaction:
+        conn = db.session.connection()
     if check_first:
         # Replays are rare (about 2% of webhooks), so the first try relies on the unique
         # constraint alone and only a conflict pays for the look-up.
@@ -380,16 +386,47 @@ def _intake_once(msg: InboundMessage, check_first: bool) -> IntakeResult:
     announcement = {"ticket": realtime.ticket_summary(ticket),
                     "interaction": realtime.interaction_summary(interaction),
                     "rooms": realtime.ticket_rooms(ticket)}
-    db.session.commit()
+    if own_transaction:
+        db.session.commit()
     return IntakeResult(interaction.id, ticket.id, written.citizen_id, ticket.reference,
                         created, False, with_person, announcement)
+
+
+def _autocommit_engine() -> sa.Engine | None:
+    """The app's engine in autocommit mode (same pool), where intake can write without a
+    transaction of its own: PostgreSQL only (see ``intake``)."""
+    engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return None
+    autocommit = _AUTOCOMMIT.get(engine)
+    if autocommit is None:
+        autocommit = _AUTOCOMMIT[engine] = engine.execution_options(
+            isolation_level="AUTOCOMMIT")
+    return autocommit
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _store(msg: InboundMessage, check_first: bool) -> IntakeResult:
+    """Store the message: in the caller's transaction when the session has one open (so
+    what the caller wrote and this commit together), otherwise, on PostgreSQL, as
+    autocommitted statements. The write is one statement (``intake_write``), atomic on
+    its own, and the look-ups before it only read; dropping BEGIN and COMMIT saves two of
+    the five round trips a webhook costs. Races are settled by unique constraints either
+    way: a conflict raises ``IntegrityError`` and the caller tries again."""
+    engine = None if db.session().in_transaction() else _autocommit_engine()
+    if engine is None:
+        return _intake_once(msg, check_first)
+    with engine.connect() as conn:
+        return _intake_once(msg, check_first, conn)
 
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
     """Persist one inbound message (idempotently), then announce it and queue follow-ups."""
     for attempt in range(4):
         try:
-            result = _intake_once(msg, check_first=attempt > 0)
+            result = _store(msg, check_first=attempt > 0)
             break
         except IntegrityError:
             # A concurrent copy of this webhook, or a concurrent first message from the

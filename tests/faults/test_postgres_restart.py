@@ -1,6 +1,6 @@
 """PostgreSQL restarted under load. Webhooks that arrive while the database is down get
 503 (TwiML for Twilio, which retries; JSON elsewhere), never a 200 for data that was not
-stored; when PostgreSQL is back the app reconnects on its own (``pool_pre_ping``) and
+stored; when PostgreSQL is back the app reconnects on its own (the pool's checkout check) and
 every message answered 200 is in the database exactly once."""
 
 from __future__ import annotations

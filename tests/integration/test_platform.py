@@ -188,3 +188,24 @@ def test_opted_out_number_is_refused_and_failure_falls_back(app, run_jobs):
     with pytest.raises(Invalid) as err:
         outbound.queue_message(ticket, "sms", "again")
     assert err.value.code == "opted_out"
+
+
+def test_a_pooled_connection_the_database_ended_is_replaced_before_use(app):
+    """A restart or an administrator ends idle sessions; the pool hands out a live one
+    instead (checked at checkout without a query), so the next request just works."""
+    import time
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the SQLite database is a file: there is no session to lose")
+    with db.engine.connect() as conn:
+        ended = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    # The connection is idle in the pool now; end its session from another one.
+    admin = sa.create_engine(db.engine.url)
+    with admin.connect() as other:
+        assert other.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                             {"pid": ended}).scalar_one()
+    admin.dispose()
+    time.sleep(0.2)  # the server's goodbye reaches the socket
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != ended
+        assert conn.execute(sa.text("SELECT count(*) FROM queues")).scalar_one() >= 0
