@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import metrics, realtime
 from app.extensions import db
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 REFERENCE_RE = re.compile(r"\bCL-(\d{4})-(\d{6,})\b")
 PHONE_CHANNELS = ("sms", "voice")
+# Deadlock victim, serialization failure: the statement failed whole and may be retried.
+TRANSIENT_SQLSTATES = ("40P01", "40001")
 
 
 @dataclass(frozen=True)
@@ -408,14 +410,15 @@ def _autocommit_engine() -> sa.Engine | None:
 _AUTOCOMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _store(msg: InboundMessage, check_first: bool) -> IntakeResult:
+def _store(msg: InboundMessage, check_first: bool, engine: sa.Engine | None) -> IntakeResult:
     """Store the message: in the caller's transaction when the session has one open (so
     what the caller wrote and this commit together), otherwise, on PostgreSQL, as
     autocommitted statements. The write is one statement (``intake_write``), atomic on
     its own, and the look-ups before it only read; dropping BEGIN and COMMIT saves two of
     the five round trips a webhook costs. Races are settled by unique constraints either
-    way: a conflict raises ``IntegrityError`` and the caller tries again."""
-    engine = None if db.session().in_transaction() else _autocommit_engine()
+    way: a conflict raises ``IntegrityError`` and the caller tries again.
+
+    ``engine`` is the autocommit engine, or ``None`` to join the session."""
     if engine is None:
         return _intake_once(msg, check_first)
     with engine.connect() as conn:
@@ -424,9 +427,10 @@ def _store(msg: InboundMessage, check_first: bool) -> IntakeResult:
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
     """Persist one inbound message (idempotently), then announce it and queue follow-ups."""
+    engine = None if db.session().in_transaction() else _autocommit_engine()
     for attempt in range(4):
         try:
-            result = _store(msg, check_first=attempt > 0)
+            result = _store(msg, attempt > 0, engine)
             break
         except IntegrityError:
             # A concurrent copy of this webhook, or a concurrent first message from the
@@ -434,6 +438,16 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
             db.session.rollback()
             if attempt == 3:
                 raise
+        except OperationalError as exc:
+            # The write's statements take row locks in an order the database chooses, so
+            # two concurrent messages on one ticket can deadlock; the database then fails
+            # one of them, whole. Autocommitted, nothing of it was stored: try again.
+            # (Inside a caller's transaction the caller's own work is gone too: re-raise.)
+            if (engine is None or attempt == 3
+                    or getattr(exc.orig, "sqlstate", None) not in TRANSIENT_SQLSTATES):
+                raise
+            log.info("intake of %s %s: %s, trying again", msg.channel, msg.provider_id,
+                     type(exc.orig).__name__)
     metrics.INBOUND.labels(channel=msg.channel, duplicate=str(result.duplicate).lower()).inc()
     if not result.duplicate:
         announce(result)

@@ -243,3 +243,27 @@ def test_rows_written_by_intake_read_back_like_orm_rows(app):
     assert reply.ticket_id == ticket.id and not reply.created_ticket
     assert db.session.get(Ticket, ticket.id).last_activity_at >= before
     assert count(Citizen) == 1
+
+
+def test_a_deadlock_victim_is_tried_again_and_stored_once(app, monkeypatch):
+    """Two messages on one ticket can deadlock in the database, which then fails one of
+    them whole; intake tries that one again, and the message is stored exactly once."""
+    from app.services import intake_write
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite takes one writer at a time: it has no deadlocks")
+    write, calls = intake_write.write, []
+
+    def deadlocking_once(conn, w):
+        calls.append(1)
+        if len(calls) == 1:  # the database's own deadlock error, through the real driver
+            conn.execute(sa.text(
+                "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; "
+                "END $$"))
+        return write(conn, w)
+
+    monkeypatch.setattr(intake_write, "write", deadlocking_once)
+    result = intake(sms("SM-deadlock", "+15555550123", "is my permit ready?"))
+    assert len(calls) == 2 and not result.duplicate
+    assert count(Interaction) == 1
+    assert db.session.get(Interaction, result.interaction_id).text == "is my permit ready?"
