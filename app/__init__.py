@@ -13,6 +13,18 @@ from app.config import Config, config_from_env
 from app.extensions import db, limiter, migrate, redis_store, socketio
 
 
+def async_mode() -> str:
+    """``gevent`` inside gunicorn's gevent worker (which monkey-patches the standard
+    library before it loads the app), ``threading`` everywhere else (``flask serve``,
+    ``make run``, tests, workers)."""
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        return "gevent"
+    return "threading"
+
+
 def create_app(config_class: type[Config] | None = None) -> APIFlask:
     config_class = config_class or config_from_env()
     config_class.validate()
@@ -38,7 +50,7 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     socketio.init_app(
         app,
         message_queue=app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL")),
-        async_mode="threading",
+        async_mode=async_mode(),
         cors_allowed_origins=app.config.get("SOCKETIO_CORS_ORIGINS", "*"),
         logger=False,
         engineio_logger=False,

@@ -42,6 +42,17 @@ def _sqlite_settings(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has data or EOF waiting, without blocking. ``poll`` has no limit on
+    descriptor numbers; under gevent, which removes ``select.poll``, its ``select`` has
+    none either."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
 @event.listens_for(Pool, "checkout")
 def _alive_on_checkout(dbapi_connection, _record, _proxy) -> None:
     """Hand out only live PostgreSQL connections, at no round trip.
@@ -59,9 +70,7 @@ def _alive_on_checkout(dbapi_connection, _record, _proxy) -> None:
         return  # SQLite: nothing to lose between uses
     if dbapi_connection.closed or dbapi_connection.broken:
         raise DisconnectionError("the database connection is closed")
-    poller = select.poll()
-    poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
-    if poller.poll(0):
+    if _readable(pgconn.socket):
         # Idle connections have nothing to read: data or EOF here is the server's goodbye.
         raise DisconnectionError("the database closed this connection")
 

@@ -3,8 +3,8 @@
 Two setups, chosen by the environment:
 
 * **production** (``DATABASE_URL`` names PostgreSQL and ``REDIS_URL`` is set): gunicorn
-  as the README runs it (``--web`` processes, 2 by default, each one worker with a thread
-  per socket, joined by the Socket.IO Redis message queue) with a ``flask worker`` for the
+  as the Procfile runs it (``--web`` processes, 2 by default, each one gevent worker,
+  joined by the Socket.IO Redis message queue) with a ``flask worker`` for the
   jobs. Clients are spread over the processes as a load balancer would spread them. Both
   are scratch stores: the database's schema is dropped and migrated and the Redis
   database is flushed first.
@@ -48,6 +48,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.procfile import command, web_command  # noqa: E402
+
 SECRET = "chat-latency-benchmark-secret-key"
 THINK_SECONDS = "2-6"  # reading the agent's answer and typing the next line
 MIN_GAP = 1.05  # the chat allows 10 messages per 10 s per connection
@@ -99,14 +103,13 @@ def free_port() -> int:
 class Server:
     """The server processes of one setup, their logs, and how to stop them."""
 
-    def __init__(self, env: dict[str, str], workdir: str, sockets: int, web: int) -> None:
+    def __init__(self, env: dict[str, str], workdir: str, web: int) -> None:
         self.env = env
         self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
         self.production = env["DATABASE_URL"].startswith("postgres") and bool(
             env.get("REDIS_URL"))
         self.web = web if self.production else 1
-        self.sockets = -(-sockets // self.web)  # per process
         self.urls: list[str] = []
 
     @property
@@ -116,14 +119,10 @@ class Server:
     def describe(self) -> str:
         database = self.env["DATABASE_URL"].split("@")[-1]
         if self.production:
-            return (f"production: gunicorn {self.web} x 1 process x {self.threads} threads "
+            return (f"production: {self.web} x '{' '.join(command('web'))}' "
                     f"+ 1 flask worker, "
                     f"PostgreSQL {database}, Redis {self.env['REDIS_URL'].split('@')[-1]}")
         return f"embedded: flask serve with in-process jobs, {database}"
-
-    @property
-    def threads(self) -> int:
-        return self.sockets + 30  # one per WebSocket, plus room for the rest
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(Path(self.workdir) / f"{name}.log", "wb")  # noqa: SIM115 - kept open
@@ -144,11 +143,9 @@ class Server:
         ports = [free_port() for _ in range(self.web)]
         self.urls = [f"http://127.0.0.1:{port}" for port in ports]
         if self.production:
-            gunicorn = str(Path(python).parent / "gunicorn")
             for n, port in enumerate(ports):
-                self._spawn(f"web{n}", [gunicorn, "-w", "1", "--threads", str(self.threads),
-                                        "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                                        "wsgi:app"])
+                self._spawn(f"web{n}", web_command(Path(python).parent, "127.0.0.1", port,
+                                                   "--log-level", "warning"))
             self._spawn("worker", [python, "-m", "flask", "--app", "wsgi", "worker",
                                    "--queues", "inbound,outbound,default,scheduled"])
         else:
@@ -416,7 +413,7 @@ def main() -> None:
         # The embedded setup: a fresh SQLite database and in-process jobs.
         env["DATABASE_URL"] = f"sqlite:///{workdir}/bench.sqlite3"
         env.pop("REDIS_URL", None)
-    server = Server(env, workdir, args.residents + args.agents, args.web)
+    server = Server(env, workdir, args.web)
     print(f"setup: {server.describe()}", flush=True)
     try:
         tokens = server.start(args.agents)

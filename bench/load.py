@@ -1,6 +1,7 @@
 """Mixed load on the production setup from the README, on loopback.
 
-Starts ``--web`` (2) ``gunicorn -w 1 --threads 50 -b 127.0.0.1:PORT wsgi:app`` and
+Starts ``--web`` (2) web processes with the Procfile's command
+(``gunicorn -k gevent -w 1 ... -b 127.0.0.1:PORT wsgi:app``) and
 ``flask --app wsgi worker --queues inbound,outbound,default,scheduled`` on
 ``DATABASE_URL`` (PostgreSQL; its schema is dropped and migrated first: point it at a
 scratch database) and ``REDIS_URL`` (that Redis database is flushed). Client threads
@@ -40,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.procfile import web_command  # noqa: E402
 
 SECRET_KEY = "bench-load-secret-key-0123456789abcdef"
 EMAIL_SECRET = "bench-email-secret"
@@ -423,8 +426,7 @@ def main() -> int:
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     logs = Path(tempfile.mkdtemp(prefix="civicline-load-"))
     venv = Path(sys.executable).parent
-    webs = [start([str(venv / "gunicorn"), "-w", "1", "--threads", "50", "-b",
-                   f"127.0.0.1:{port}", "wsgi:app"], logs / f"web-{port}.log")
+    webs = [start(web_command(venv, "127.0.0.1", port), logs / f"web-{port}.log")
             for port in ports]
     worker = start([str(venv / "flask"), "--app", "wsgi", "worker", "--queues",
                     "inbound,outbound,default,scheduled"], logs / "worker.log")

@@ -5,12 +5,14 @@ What it does, in one run:
 1. Resets the database named by ``DATABASE_URL`` (drops and recreates the ``public``
    schema, then ``flask db upgrade``: a fresh schema from the migrations) and flushes the
    Redis database of ``REDIS_URL``. Use a database of its own: everything in it is lost.
-2. Serves the app with gunicorn:
-   ``gunicorn -w 2 --threads 8 -k gthread -b 127.0.0.1:PORT wsgi:app``
-   (``--workers`` / ``--threads`` change it), with ``TWILIO_AUTH_TOKEN`` set so every
-   webhook's signature is really checked. Follow-up jobs go to RQ and wait there: no
-   worker runs, so only the webhook (verify, parse, intake, commit, enqueue) is timed.
-3. From this process (an asyncio/aiohttp client), at fixed concurrency:
+2. Serves the app as the README and the Procfile run it: ``--web`` (2) web processes,
+   each ``gunicorn -k gevent -w 1 ... -b 127.0.0.1:PORT wsgi:app`` on its own port,
+   with ``TWILIO_AUTH_TOKEN`` set so every webhook's signature is really checked
+   (against ``PUBLIC_BASE_URL``, the address of the load balancer in front of them).
+   Follow-up jobs go to RQ and wait there: no worker runs, so only the webhook (verify,
+   parse, intake, commit, enqueue) is timed.
+3. From this process (an asyncio/aiohttp client), at fixed concurrency, the client's
+   connections spread evenly over the web processes as a load balancer spreads them:
    * signed ``POST /webhooks/twilio/sms`` for ``--seconds`` (30% of messages from
      returning numbers, 2% replays of an earlier MessageSid): the peak rate;
    * ``GET /static/simulator.js`` (a small static file) of the same server for the
@@ -40,9 +42,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procfile import web_command  # noqa: E402
 from channels.twilio import sign  # noqa: E402
 
 TOKEN = "bench-twilio-auth-token"
+PUBLIC_BASE = "http://sms.bench.test"  # the load balancer's address, which Twilio signs
 CITY = "+15555550100"
 
 
@@ -80,8 +84,10 @@ def reset_database(env: dict[str, str]) -> None:
 class Messages:
     """Twilio's SMS webhook forms: new and returning numbers, and a few replays."""
 
-    def __init__(self, base: str, seed: int = 11):
-        self.url = base + "/webhooks/twilio/sms"
+    path = "/webhooks/twilio/sms"
+
+    def __init__(self, public_base: str, seed: int = 11):
+        self.url = public_base + self.path  # what Twilio signs
         self.rng = random.Random(seed)
         self.n = 0
         self.sent: list[dict[str, str]] = []
@@ -139,26 +145,31 @@ async def _progress(stats: Stats, stop_at: float) -> None:
               f"{len(stats.latencies) / elapsed:.0f} req/s", flush=True)
 
 
-async def closed_loop(name: str, request, seconds: float, concurrency: int) -> dict:
+async def closed_loop(name: str, request, bases: list[str], seconds: float,
+                      concurrency: int) -> dict:
+    """``concurrency`` clients, each with its own connection to one web process (spread
+    evenly over ``bases``), each sending its next request when the last is answered."""
     import aiohttp
 
     stats = Stats(name)
     stop_at = time.monotonic() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def worker():
+    async def worker(base: str):
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1)) as session:
             while time.monotonic() < stop_at:
-                method, url, data, headers = request()
-                await _one(session, stats, method, url, data, headers)
+                method, path, data, headers = request()
+                await _one(session, stats, method, base + path, data, headers)
 
-        ticker = asyncio.create_task(_progress(stats, stop_at))
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        ticker.cancel()
+    ticker = asyncio.create_task(_progress(stats, stop_at))
+    await asyncio.gather(*(worker(bases[n % len(bases)]) for n in range(concurrency)))
+    ticker.cancel()
     return stats.report(time.monotonic() - stats.started)
 
 
-async def paced(name: str, request, seconds: float, rate: float, concurrency: int) -> dict:
-    """Open loop: start requests at ``rate`` per second whatever the answers do."""
+async def paced(name: str, request, bases: list[str], seconds: float, rate: float,
+                concurrency: int) -> dict:
+    """Open loop: start requests at ``rate`` per second whatever the answers do, in turn
+    to each web process."""
     import aiohttp
 
     stats = Stats(name)
@@ -166,9 +177,11 @@ async def paced(name: str, request, seconds: float, rate: float, concurrency: in
     connector = aiohttp.TCPConnector(limit=concurrency * 4)
     async with aiohttp.ClientSession(connector=connector) as session:
         ticker = asyncio.create_task(_progress(stats, stop_at))
-        tasks, interval, due = [], 1.0 / rate, time.monotonic()
+        tasks, interval, due, n = [], 1.0 / rate, time.monotonic(), 0
         while due < stop_at:
-            method, url, data, headers = request()
+            method, path, data, headers = request()
+            url = bases[n % len(bases)] + path
+            n += 1
             tasks.append(asyncio.create_task(_one(session, stats, method, url, data, headers)))
             due += interval
             await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -197,49 +210,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--web", type=int, default=2, help="gunicorn processes")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
         raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    if args.web < 1 or args.concurrency < 1 or args.seconds <= 0:
+        raise SystemExit("--web and --concurrency take 1 or more, --seconds more than 0")
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": base,
+    ports = [free_port() for _ in range(args.web)]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": PUBLIC_BASE,
            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_SIMULATOR": "1", "FLASK_APP": "wsgi",
            # One client address sends everything here: lift the per-source limit.
            "RATELIMIT_TWILIO": "1000000 per minute"}
     reset_database(env)
-    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads",
-                str(args.threads), "-k", "gthread", "-b", f"127.0.0.1:{port}",
-                "--log-level", "warning", "wsgi:app"]
-    print("serving: " + " ".join(gunicorn[2:]), flush=True)
-    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    servers = []
     try:
-        _wait_for(base + "/static/simulator.js", server)
-        messages = Messages(base)
+        for port in ports:
+            argv = web_command(Path(sys.executable).parent, "127.0.0.1", port,
+                               "--log-level", "warning")
+            servers.append(subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True,
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE))
+        print(f"serving: {args.web} x '{' '.join(argv[1:])}'", flush=True)
+        for base, server in zip(bases, servers, strict=True):
+            _wait_for(base + "/static/simulator.js", server)
+        messages = Messages(PUBLIC_BASE)
 
         def sms_request():
             form, headers = messages.next()
-            return "POST", messages.url, form, headers
+            return "POST", messages.path, form, headers
 
         def trivial_request():
-            return "GET", base + "/static/simulator.js", None, None
+            return "GET", "/static/simulator.js", None, None
 
         print(f"SMS webhooks, {args.concurrency} concurrent, {args.seconds:.0f} s", flush=True)
-        sms = asyncio.run(closed_loop("sms", sms_request, args.seconds, args.concurrency))
+        sms = asyncio.run(closed_loop("sms", sms_request, bases, args.seconds,
+                                      args.concurrency))
         print(f"static file, {args.concurrency} concurrent, {args.seconds:.0f} s", flush=True)
-        trivial = asyncio.run(closed_loop("trivial", trivial_request, args.seconds,
+        trivial = asyncio.run(closed_loop("trivial", trivial_request, bases, args.seconds,
                                           args.concurrency))
         half = max(1.0, sms["rps"] / 2)
         print(f"SMS webhooks paced at {half:.0f} req/s (half the peak), {args.seconds:.0f} s",
               flush=True)
-        paced_sms = asyncio.run(paced("sms@half", sms_request, args.seconds, half,
+        paced_sms = asyncio.run(paced("sms@half", sms_request, bases, args.seconds, half,
                                       args.concurrency))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        for server in servers:
+            os.killpg(server.pid, signal.SIGTERM)
+        for server in servers:
+            server.wait(timeout=30)
     dupes, total = duplicates()
     results = (("sms webhook", sms), ("static file", trivial), ("sms at half peak", paced_sms))
     for name, r in results:

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bench.procfile import web_command
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 FAKES = "tests.faults.fakes"
@@ -273,10 +275,10 @@ class Processes:
         return proc
 
     def web(self, name: str = "web", extra_env: dict[str, str] | None = None) -> str:
-        """``gunicorn -w 1 --threads 50 -b 127.0.0.1:PORT wsgi:app``; returns its URL."""
+        """The Procfile's web command (``gunicorn -k gevent -w 1 ...``) on a free local
+        port; returns its URL."""
         port = free_port()
-        proc = self._spawn(name, [str(VENV_BIN / "gunicorn"), "-w", "1", "--threads", "50",
-                                  "-b", f"127.0.0.1:{port}", "wsgi:app"], extra_env)
+        proc = self._spawn(name, web_command(VENV_BIN, "127.0.0.1", port), extra_env)
         url = f"http://127.0.0.1:{port}"
         import requests
 

@@ -209,3 +209,37 @@ def test_a_pooled_connection_the_database_ended_is_replaced_before_use(app):
     with db.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != ended
         assert conn.execute(sa.text("SELECT count(*) FROM queues")).scalar_one() >= 0
+
+
+def test_the_procfile_systemd_units_and_readme_run_the_same_web_command():
+    """The fault and scale-out tests start the Procfile's command (``bench.procfile``);
+    the systemd unit and the README must run that same command."""
+    import shlex
+
+    from bench.procfile import command
+
+    web = command("web")
+    assert web[:3] == ["gunicorn", "-k", "gevent"] and web[-1] == "wsgi:app"
+    root = Path(__file__).resolve().parents[2]
+    unit = (root / "deploy/systemd/civicline-web@.service").read_text()
+    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(start.removeprefix("ExecStart="))
+    assert Path(argv[0]).name == "gunicorn"
+    bind = web.index("-b")
+    assert argv[1:bind] + argv[bind + 2:] == web[1:bind] + web[bind + 2:]
+    options = " ".join(web[1:bind])
+    assert options in (root / "README.md").read_text()
+
+
+def test_socketio_runs_on_gevent_inside_gunicorns_gevent_worker():
+    """gunicorn's gevent worker patches the standard library before it loads the app;
+    the app must then pick Socket.IO's gevent mode (threads would block the loop)."""
+    import subprocess
+    import sys
+
+    probe = ("from app import async_mode; before = async_mode(); "
+             "from gevent import monkey; monkey.patch_all(); "
+             "print(before, async_mode())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    assert out == ["threading", "gevent"]
