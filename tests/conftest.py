@@ -80,8 +80,10 @@ def app(_migrated, config_class):
     with app.app_context():
         _clean(db)
         from app import realtime
+        from app.services import intake
 
-        realtime._QUEUE_CODES.clear()
+        realtime._QUEUE_CODES.clear()  # ids restart with every clean database
+        intake._QUEUE_IDS.clear()
         if redis_store.client is not None:
             redis_store.client.flushdb()
         yield app

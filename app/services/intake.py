@@ -48,6 +48,7 @@ from app.models import (
 )
 from app.services import followup, intake_write, metrics_service
 from app.services.contacts import contact_for_message
+from app.services.hotpath import Runner
 from app.services.intake_write import Write
 from channels.base import InboundMessage
 
@@ -172,7 +173,7 @@ def _point_select(with_open_ticket: bool):
 _SELECT_POINT_AND_TICKET = _point_select(True)
 
 
-def _lookup(conn: sa.Connection, channel: str, sender: str, name: str | None,
+def _lookup(run: Runner, channel: str, sender: str, name: str | None,
             language: str | None, with_open_ticket: bool = False
             ) -> tuple[_Who, SimpleNamespace | None]:
     """Who sent this (following merges), and for phones their open ticket, if any.
@@ -184,7 +185,7 @@ def _lookup(conn: sa.Connection, channel: str, sender: str, name: str | None,
         return _Who(None, None, language, "", name or "Walk-in visitor"), None
     kind, value = contact
     statement = _SELECT_POINT_AND_TICKET if with_open_ticket else _SELECT_POINT
-    row = conn.execute(statement, {"kind": kind, "value": value}).first()
+    row = run.first(statement, {"kind": kind, "value": value})
     if row is None:
         return _Who(None, None, language, "", name or value, contact), None
     point_id, citizen_id, merged_into, citizen_language, segment = row[:5]
@@ -193,12 +194,13 @@ def _lookup(conn: sa.Connection, channel: str, sender: str, name: str | None,
         while merged_into and merged_into not in seen:
             citizen_id = merged_into
             seen.add(citizen_id)
-            merged_into, citizen_language, segment = conn.execute(
-                _SELECT_CITIZEN, {"id": citizen_id}).one()
-        conn.execute(sa.update(_CP).where(_CP.c.id == point_id).values(citizen_id=citizen_id))
+            merged_into, citizen_language, segment = run.one(
+                _SELECT_CITIZEN, {"id": citizen_id})
+        run.conn.execute(
+            sa.update(_CP).where(_CP.c.id == point_id).values(citizen_id=citizen_id))
     ticket = None
     if with_open_ticket and row.t_id is not None:
-        ticket = SimpleNamespace(**{c.name: row._mapping[f"t_{c.name}"]
+        ticket = SimpleNamespace(**{c.name: getattr(row, f"t_{c.name}")
                                     for c in _TICKET_COLUMNS})
     return _Who(citizen_id, point_id, citizen_language, segment or ""), ticket
 
@@ -217,7 +219,7 @@ def resolve_citizen(channel: str, sender: str, *, name: str | None = None,
                     language: str | None = None) -> tuple[Citizen, ContactPoint | None]:
     """Find the citizen behind a sender address, following merges, or create one."""
     conn = db.session.connection()
-    who, _ = _lookup(conn, channel, sender, name, language)
+    who, _ = _lookup(Runner(conn), channel, sender, name, language)
     if who.citizen_id is None:
         citizen, point, profile = _new_citizen(who)
         who.citizen_id = conn.execute(_INSERT_CITIZEN, citizen).scalar_one()
@@ -229,11 +231,11 @@ def resolve_citizen(channel: str, sender: str, *, name: str | None = None,
     return db.session.get(Citizen, who.citizen_id), point
 
 
-def _ticket_by_thread_key(conn: sa.Connection, kind: str, key: str) -> sa.Row | None:
-    return conn.execute(_SELECT_BY_KEY, {"kind": kind, "key": key}).first()
+def _ticket_by_thread_key(run: Runner, kind: str, key: str):
+    return run.first(_SELECT_BY_KEY, {"kind": kind, "key": key})
 
 
-def find_thread(conn: sa.Connection, msg: InboundMessage,
+def find_thread(run: Runner, msg: InboundMessage,
                 phone_ticket: SimpleNamespace | None) -> tuple[Any, str | None]:
     """The ticket row this message continues and the thread-key kind that found it.
 
@@ -246,7 +248,7 @@ def find_thread(conn: sa.Connection, msg: InboundMessage,
             candidates.append(keys["in_reply_to"])
         candidates.extend(reversed(keys.get("references") or []))
         for message_id in candidates:
-            ticket = _ticket_by_thread_key(conn, "email", message_id)
+            ticket = _ticket_by_thread_key(run, "email", message_id)
             if ticket is not None:
                 return ticket, "email"
         ref = keys.get("subject_ref")
@@ -255,38 +257,38 @@ def find_thread(conn: sa.Connection, msg: InboundMessage,
             ref = match.group(0) if match else None
         if ref:
             ticket_id = Ticket.id_from_reference(ref)
-            ticket = conn.execute(_SELECT_BY_ID, {"id": ticket_id}).first() if ticket_id else None
+            ticket = run.first(_SELECT_BY_ID, {"id": ticket_id}) if ticket_id else None
             if ticket is not None and ticket_reference(ticket.id, ticket.created_at.year) == ref:
                 return ticket, None
         return None, None
     for kind in ("chat_session", "walkin_visit", "call_sid"):
         if keys.get(kind):
-            ticket = _ticket_by_thread_key(conn, kind, str(keys[kind]))
+            ticket = _ticket_by_thread_key(run, kind, str(keys[kind]))
             if ticket is not None:
                 return ticket, kind
     return phone_ticket, None
 
 
-def _queue_id(conn: sa.Connection, msg: InboundMessage) -> int | None:
+def _queue_id(run: Runner, msg: InboundMessage) -> int | None:
     code = msg.topic or msg.metadata.get("queue")
     if not code:
         return None
     if code not in _QUEUE_IDS:
-        queue_id = conn.execute(_SELECT_QUEUE, {"code": code}).scalar()
+        queue_id = run.scalar(_SELECT_QUEUE, {"code": code})
         if queue_id is None:
             return None
         _QUEUE_IDS[code] = queue_id
     return _QUEUE_IDS[code]
 
 
-def _ticket_values(conn: sa.Connection, msg: InboundMessage, who: _Who,
+def _ticket_values(run: Runner, msg: InboundMessage, who: _Who,
                    now: datetime) -> dict[str, Any]:
     subject = (msg.subject or msg.text or "").strip().splitlines()[0][:300] if (
         msg.subject or msg.text) else f"{msg.channel} contact"
     return {
         "subject": subject,
         "topic": msg.topic,
-        "queue_id": _queue_id(conn, msg),
+        "queue_id": _queue_id(run, msg),
         "status": "new",
         "channel": msg.channel,
         "language": msg.language or who.language,
@@ -311,10 +313,10 @@ def _thread_keys(msg: InboundMessage, found_by: str | None) -> list[tuple[str, s
     return out
 
 
-def _segment(conn: sa.Connection, ticket, who: _Who) -> str:
+def _segment(run: Runner, ticket, who: _Who) -> str:
     if ticket is None or ticket.citizen_id == who.citizen_id:
         return who.segment
-    return conn.execute(_SELECT_SEGMENT, {"id": ticket.citizen_id}).scalar() or ""
+    return run.scalar(_SELECT_SEGMENT, {"id": ticket.citizen_id}) or ""
 
 
 def _intake_once(msg: InboundMessage, check_first: bool,
@@ -324,19 +326,20 @@ def _intake_once(msg: InboundMessage, check_first: bool,
     own_transaction = conn is None
     if own_transaction:
         conn = db.session.connection()
+    run = Runner(conn)
     if check_first:
         # Replays are rare (about 2% of webhooks), so the first try relies on the unique
         # constraint alone and only a conflict pays for the look-up.
-        existing = conn.execute(_SELECT_DUPLICATE, {"channel": msg.channel,
-                                                    "provider_id": msg.provider_id}).first()
+        existing = run.first(_SELECT_DUPLICATE, {"channel": msg.channel,
+                                                 "provider_id": msg.provider_id})
         if existing is not None:
             return IntakeResult(existing.id, existing.ticket_id, existing.citizen_id or 0,
                                 ticket_reference(existing.ticket_id, existing.created_at.year),
                                 False, True)
     now = utcnow()
-    who, phone_ticket = _lookup(conn, msg.channel, msg.sender, msg.sender_name, msg.language,
+    who, phone_ticket = _lookup(run, msg.channel, msg.sender, msg.sender_name, msg.language,
                                 with_open_ticket=msg.channel in PHONE_CHANNELS)
-    ticket, found_by = find_thread(conn, msg, phone_ticket)
+    ticket, found_by = find_thread(run, msg, phone_ticket)
     if ticket is not None and ticket.status == "closed":
         ticket = None
     created = ticket is None
@@ -344,7 +347,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
     if who.citizen_id is None:
         write.citizen, write.point, write.profile = _new_citizen(who)
     if created:
-        write.ticket = _ticket_values(conn, msg, who, now)
+        write.ticket = _ticket_values(run, msg, who, now)
         ticket = SimpleNamespace(id=None, citizen_id=who.citizen_id, **write.ticket)
     else:
         ticket = SimpleNamespace(**(ticket._asdict() if hasattr(ticket, "_asdict")
@@ -367,7 +370,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
     }
     write.keys = _thread_keys(msg, None if created else found_by)
     # What the flush events count for ORM writes, counted here for these Core ones.
-    segment = _segment(conn, None if created else ticket, who)
+    segment = _segment(run, None if created else ticket, who)
     code = realtime.queue_code(ticket.queue_id) or ""
     contacts_key = (metrics_service.hour_of(created_at), code, msg.channel,
                     ticket.language or "", segment)
@@ -376,7 +379,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
         tickets_key = (metrics_service.hour_of(now), code, ticket.channel,
                        ticket.language or "", segment)
         write.metrics.setdefault(tickets_key, {})["tickets"] = 1
-    written = intake_write.write(conn, write)
+    written = intake_write.write(run, write)
     ticket.id = written.ticket_id
     if created:
         ticket.citizen_id = written.citizen_id

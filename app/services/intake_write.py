@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql
 
 from app.models import ChannelProfile, Citizen, ContactPoint, Interaction, ThreadKey, Ticket
 from app.services import metrics_service
+from app.services.hotpath import Runner
 
 _TABLES = {
     "c": Citizen.__table__,
@@ -177,7 +178,7 @@ def _pg_statement(shape: tuple) -> sa.TextClause:
     return statement
 
 
-def _pg_write(conn: sa.Connection, w: Write) -> Written:
+def _pg_write(run: Runner, w: Write) -> Written:
     params: dict[str, Any] = {"now": w.now, "t_id": w.ticket_id}
     existing = {"c": w.citizen_id, "p": w.point_id, "t": w.ticket_id}
     inserts = []
@@ -204,8 +205,7 @@ def _pg_write(conn: sa.Connection, w: Write) -> Written:
             params[f"m{n}_{name}"] = counts.get(name, 0)
     shape = (tuple(inserts), w.reopen, len(w.keys), len(w.metrics) if counters else 0,
              counters)
-    citizen_id, point_id, ticket_id, interaction_id = conn.execute(
-        _pg_statement(shape), params).one()
+    citizen_id, point_id, ticket_id, interaction_id = run.one(_pg_statement(shape), params)
     return Written(citizen_id or w.citizen_id, point_id or w.point_id,
                    ticket_id or w.ticket_id, interaction_id)
 
@@ -250,8 +250,9 @@ def _stepwise_write(conn: sa.Connection, w: Write) -> Written:
     return Written(citizen_id, point_id, ticket_id, interaction_id)
 
 
-def write(conn: sa.Connection, w: Write) -> Written:
-    """Write everything in ``w`` inside the caller's transaction (it commits)."""
-    if conn.dialect.name == "postgresql":
-        return _pg_write(conn, w)
-    return _stepwise_write(conn, w)
+def write(run: Runner, w: Write) -> Written:
+    """Write everything in ``w`` on ``run``'s connection, inside the caller's transaction
+    (which commits) or autocommitted as one statement."""
+    if run.conn.dialect.name == "postgresql":
+        return _pg_write(run, w)
+    return _stepwise_write(run.conn, w)

@@ -8,7 +8,15 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Citizen, ContactPoint, FailedPayload, Interaction, Ticket, WorkItem
+from app.models import (
+    Citizen,
+    ContactPoint,
+    FailedPayload,
+    Interaction,
+    Ticket,
+    WorkItem,
+    utcnow,
+)
 from app.services.intake import intake, store_failed_payload
 from channels.base import InboundMessage, ParseError
 
@@ -254,16 +262,46 @@ def test_a_deadlock_victim_is_tried_again_and_stored_once(app, monkeypatch):
         pytest.skip("SQLite takes one writer at a time: it has no deadlocks")
     write, calls = intake_write.write, []
 
-    def deadlocking_once(conn, w):
+    def deadlocking_once(run, w):
         calls.append(1)
         if len(calls) == 1:  # the database's own deadlock error, through the real driver
-            conn.execute(sa.text(
+            run.conn.execute(sa.text(
                 "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; "
                 "END $$"))
-        return write(conn, w)
+        return write(run, w)
 
     monkeypatch.setattr(intake_write, "write", deadlocking_once)
     result = intake(sms("SM-deadlock", "+15555550123", "is my permit ready?"))
     assert len(calls) == 2 and not result.duplicate
     assert count(Interaction) == 1
     assert db.session.get(Interaction, result.interaction_id).text == "is my permit ready?"
+
+
+def test_hot_path_statements_read_and_fail_as_through_sqlalchemy(app):
+    """``hotpath.Runner`` runs Core statements on the driver directly (PostgreSQL) or
+    through SQLAlchemy (SQLite): the same rows either way, and the same exceptions."""
+    from app.services.hotpath import Runner
+
+    table = ContactPoint.__table__
+    citizen = Citizen(display_name="Ada")
+    db.session.add(citizen)
+    db.session.flush()
+    db.session.add_all([ContactPoint(citizen_id=citizen.id, kind="phone", value=v)
+                        for v in ("+15555550101", "+15555550102", "+15555550103")])
+    db.session.commit()
+    query = (sa.select(table.c.value, table.c.kind).where(
+        table.c.value.in_(["+15555550101", "+15555550103"]),
+        table.c.citizen_id == sa.bindparam("who")).order_by(table.c.value))
+    with db.engine.connect() as conn:
+        run = Runner(conn)
+        assert run.first(query, {"who": citizen.id}) == ("+15555550101", "phone")
+        assert run.first(query, {"who": citizen.id}).value == "+15555550101"
+        assert run.scalar(query, {"who": citizen.id + 1}) is None
+        with pytest.raises(sa.exc.NoResultFound):
+            run.one(query, {"who": citizen.id + 1})
+        with pytest.raises(sa.exc.IntegrityError):
+            run.execute(sa.insert(table).values(
+                {name: sa.bindparam(name) for name in ("citizen_id", "kind", "value",
+                                                        "verified", "opted_out", "created_at")}),
+                {"citizen_id": citizen.id, "kind": "phone", "value": "+15555550102",
+                 "verified": False, "opted_out": False, "created_at": utcnow()})
