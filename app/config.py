@@ -65,6 +65,11 @@ class Config:
     # Pooled connections are checked at checkout without a round trip (see
     # ``extensions._alive_on_checkout``) instead of by ``pool_pre_ping``.
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    # PostgreSQL connections each process keeps open, and how many more it may open in a
+    # burst (closed again when returned). Opening one costs the server a process: keep
+    # enough for the usual concurrency (see ``create_app``).
+    DB_POOL_SIZE = int(_env("DB_POOL_SIZE", "15"))
+    DB_MAX_OVERFLOW = int(_env("DB_MAX_OVERFLOW", "10"))
     REDIS_URL = _env("REDIS_URL")
     # Embedded mode only: run queued jobs on a thread inside the server process.
     EMBEDDED_WORKER = True

@@ -243,3 +243,31 @@ def test_socketio_runs_on_gevent_inside_gunicorns_gevent_worker():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2]).stdout.split()
     assert out == ["threading", "gevent"]
+
+
+def test_postgresql_pool_keeps_the_configured_connections(app):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite connections are files: nothing to keep open")
+    assert db.engine.pool.size() == app.config["DB_POOL_SIZE"] == 15
+    assert db.engine.pool._max_overflow == app.config["DB_MAX_OVERFLOW"] == 10
+
+
+def test_the_checkout_check_does_not_yield_under_gevent():
+    """Under gevent the connection check uses the system's ``poll`` (gevent's ``select``
+    would hand the event loop to other requests on every checkout) and still tells an
+    idle socket from one whose peer has hung up."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import socket, select\n"
+        "from app.extensions import _poll_class, _readable\n"
+        "assert _poll_class() is monkey.get_original('select', 'poll')\n"
+        "assert _poll_class() is not select.poll\n"
+        "a, b = socket.socketpair()\n"
+        "idle = _readable(a.fileno()); b.close()\n"
+        "print(idle, _readable(a.fileno()))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    assert out == ["False", "True"]
