@@ -2,7 +2,7 @@
 
 Starts ``--web`` (2) web processes with the Procfile's command
 (``gunicorn -k gevent -w 1 ... -b 127.0.0.1:PORT wsgi:app``) and
-``flask --app wsgi worker --queues inbound,outbound,default,scheduled`` on
+``--workers`` (2) ``flask --app wsgi worker --queues inbound,outbound,default,scheduled`` on
 ``DATABASE_URL`` (PostgreSQL; its schema is dropped and migrated first: point it at a
 scratch database) and ``REDIS_URL`` (that Redis database is flushed). Client threads
 are spread over the web processes, as a load balancer would. From this separate
@@ -408,18 +408,27 @@ def compare(load: Load) -> tuple[int, int, dict[str, tuple[int, int]]]:
     return lost, duplicated, per_kind
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=float, default=200, help="requests per second")
     parser.add_argument("--threads", type=int, default=64, help="client threads")
     parser.add_argument("--web", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="flask worker processes (the README runs two)")
     args = parser.parse_args()
+    if min(args.web, args.workers, args.threads) < 1 or args.rate <= 0 or args.seconds <= 0:
+        sys.exit("--web, --workers and --threads take 1 or more; --rate and --seconds more "
+                 "than 0")
     if not os.environ.get("DATABASE_URL", "").startswith(("postgresql", "postgres")):
         sys.exit("set DATABASE_URL to a scratch PostgreSQL database (its schema is dropped)")
     if not os.environ.get("REDIS_URL"):
         sys.exit("set REDIS_URL (that Redis database is flushed)")
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     print("load: preparing the database", flush=True)
     prepare_database()
     ports = [free_port() for _ in range(args.web)]
@@ -428,8 +437,9 @@ def main() -> int:
     venv = Path(sys.executable).parent
     webs = [start(web_command(venv, "127.0.0.1", port), logs / f"web-{port}.log")
             for port in ports]
-    worker = start([str(venv / "flask"), "--app", "wsgi", "worker", "--queues",
-                    "inbound,outbound,default,scheduled"], logs / "worker.log")
+    workers = [start([str(venv / "flask"), "--app", "wsgi", "worker", "--queues",
+                      "inbound,outbound,default,scheduled"], logs / f"worker-{n}.log")
+               for n in range(1, args.workers + 1)]
     import requests
 
     try:
@@ -448,8 +458,8 @@ def main() -> int:
         load = Load(bases, stats)
         load.agent = load.token("agent@bench.example")
         load.supervisor = load.token("supervisor@bench.example")
-        print(f"load: {len(webs)} gunicorn + 1 flask worker up; connecting {CHAT_RESIDENTS} "
-              f"chat residents", flush=True)
+        print(f"load: {len(webs)} gunicorn + {len(workers)} flask workers up; connecting "
+              f"{CHAT_RESIDENTS} chat residents", flush=True)
         clients = connect_chats(load, CHAT_RESIDENTS)
         for _ in range(20):  # tickets for agents to reply to
             load.run_one("sms")
@@ -484,7 +494,8 @@ def main() -> int:
               f"webhook p99 {pct(webhook, 99) * 1000:.0f} ms")
         return 0 if not (lost or duplicated) else 1
     finally:
-        stop(worker)
+        for worker in workers:
+            stop(worker)
         for web in webs:
             stop(web)
 
