@@ -1,5 +1,5 @@
 """Fifty concurrent copies of the same webhook (a provider retrying aggressively, or a
-load balancer replaying) against gunicorn's threads on PostgreSQL: one interaction."""
+load balancer replaying) against gunicorn on PostgreSQL: one interaction."""
 
 from __future__ import annotations
 

@@ -253,30 +253,6 @@ def test_rows_written_by_intake_read_back_like_orm_rows(app):
     assert count(Citizen) == 1
 
 
-def test_a_deadlock_victim_is_tried_again_and_stored_once(app, monkeypatch):
-    """Two messages on one ticket can deadlock in the database, which then fails one of
-    them whole; intake tries that one again, and the message is stored exactly once."""
-    from app.services import intake_write
-
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite takes one writer at a time: it has no deadlocks")
-    write, calls = intake_write.write, []
-
-    def deadlocking_once(run, w):
-        calls.append(1)
-        if len(calls) == 1:  # the database's own deadlock error, through the real driver
-            run.conn.execute(sa.text(
-                "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; "
-                "END $$"))
-        return write(run, w)
-
-    monkeypatch.setattr(intake_write, "write", deadlocking_once)
-    result = intake(sms("SM-deadlock", "+15555550123", "is my permit ready?"))
-    assert len(calls) == 2 and not result.duplicate
-    assert count(Interaction) == 1
-    assert db.session.get(Interaction, result.interaction_id).text == "is my permit ready?"
-
-
 def test_hot_path_statements_read_and_fail_as_through_sqlalchemy(app):
     """``hotpath.Runner`` runs Core statements on the driver directly (PostgreSQL) or
     through SQLAlchemy (SQLite): the same rows either way, and the same exceptions."""

@@ -190,27 +190,6 @@ def test_opted_out_number_is_refused_and_failure_falls_back(app, run_jobs):
     assert err.value.code == "opted_out"
 
 
-def test_a_pooled_connection_the_database_ended_is_replaced_before_use(app):
-    """A restart or an administrator ends idle sessions; the pool hands out a live one
-    instead (checked at checkout without a query), so the next request just works."""
-    import time
-
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("the SQLite database is a file: there is no session to lose")
-    with db.engine.connect() as conn:
-        ended = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    # The connection is idle in the pool now; end its session from another one.
-    admin = sa.create_engine(db.engine.url)
-    with admin.connect() as other:
-        assert other.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
-                             {"pid": ended}).scalar_one()
-    admin.dispose()
-    time.sleep(0.2)  # the server's goodbye reaches the socket
-    with db.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != ended
-        assert conn.execute(sa.text("SELECT count(*) FROM queues")).scalar_one() >= 0
-
-
 def test_the_procfile_systemd_units_and_readme_run_the_same_web_command():
     """The fault and scale-out tests start the Procfile's command (``bench.procfile``);
     the systemd unit and the README must run that same command."""
@@ -243,13 +222,6 @@ def test_socketio_runs_on_gevent_inside_gunicorns_gevent_worker():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2]).stdout.split()
     assert out == ["threading", "gevent"]
-
-
-def test_postgresql_pool_keeps_the_configured_connections(app):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite connections are files: nothing to keep open")
-    assert db.engine.pool.size() == app.config["DB_POOL_SIZE"] == 15
-    assert db.engine.pool._max_overflow == app.config["DB_MAX_OVERFLOW"] == 10
 
 
 def test_the_checkout_check_does_not_yield_under_gevent():

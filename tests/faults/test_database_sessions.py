@@ -1,0 +1,60 @@
+"""The database ending a session or failing a statement, on the private PostgreSQL
+cluster (these are PostgreSQL's behaviours, so they run on it whatever ``DATABASE_URL``
+says): a pooled connection the server ended is replaced before use, a deadlock victim
+is written again, and each process keeps its pool of connections open."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Interaction
+from app.services.intake import intake
+from channels.base import InboundMessage
+
+
+def test_a_pooled_connection_the_database_ended_is_replaced_before_use(fault_app):
+    """A restart or an administrator ends idle sessions; the pool hands out a live one
+    instead (checked at checkout without a query), so the next request just works."""
+    with db.engine.connect() as conn:
+        ended = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    # The connection is idle in the pool now; end its session from another one.
+    admin = sa.create_engine(db.engine.url)
+    with admin.connect() as other:
+        assert other.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                             {"pid": ended}).scalar_one()
+    admin.dispose()
+    time.sleep(0.2)  # the server's goodbye reaches the socket
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != ended
+        assert conn.execute(sa.text("SELECT count(*) FROM queues")).scalar_one() >= 0
+
+
+def test_a_deadlock_victim_is_tried_again_and_stored_once(fault_app, monkeypatch):
+    """Two messages on one ticket can deadlock in the database, which then fails one of
+    them whole; intake tries that one again, and the message is stored exactly once."""
+    from app.services import intake_write
+
+    write, calls = intake_write.write, []
+
+    def deadlocking_once(run, w):
+        calls.append(1)
+        if len(calls) == 1:  # the database's own deadlock error, through the real driver
+            run.conn.execute(sa.text(
+                "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; "
+                "END $$"))
+        return write(run, w)
+
+    monkeypatch.setattr(intake_write, "write", deadlocking_once)
+    result = intake(InboundMessage(channel="sms", provider_id="SM-deadlock",
+                                   sender="+15555550123", text="is my permit ready?"))
+    assert len(calls) == 2 and not result.duplicate
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Interaction)) == 1
+    assert db.session.get(Interaction, result.interaction_id).text == "is my permit ready?"
+
+
+def test_postgresql_pool_keeps_the_configured_connections(fault_app):
+    assert db.engine.pool.size() == fault_app.config["DB_POOL_SIZE"] == 15
+    assert db.engine.pool._max_overflow == fault_app.config["DB_MAX_OVERFLOW"] == 10
