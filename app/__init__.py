@@ -10,19 +10,14 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app.config import Config, config_from_env
-from app.extensions import db, limiter, migrate, redis_store, socketio
+from app.extensions import db, gevent_patched, limiter, migrate, redis_store, socketio
 
 
 def async_mode() -> str:
     """``gevent`` inside gunicorn's gevent worker (which monkey-patches the standard
     library before it loads the app), ``threading`` everywhere else (``flask serve``,
     ``make run``, tests, workers)."""
-    import sys
-
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("socket"):
-        return "gevent"
-    return "threading"
+    return "gevent" if gevent_patched("socket") else "threading"
 
 
 def create_app(config_class: type[Config] | None = None) -> APIFlask:

@@ -43,14 +43,22 @@ def _sqlite_settings(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+def gevent_patched(module: str) -> bool:
+    """Whether gevent has patched this standard-library module: true inside gunicorn's
+    gevent worker, which patches before it loads the app; false everywhere else."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched(module)
+
+
 def _poll_class():
     """The operating system's ``poll``. Under gevent (gunicorn's gevent worker) the
     ``select`` module is patched; the original ``poll`` is used then, not gevent's
     cooperative one, which hands over to the event loop even with a zero timeout: a busy
     loop took 50-80 ms to come back, on every checkout."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("select"):
-        return monkey.get_original("select", "poll")
+    if gevent_patched("select"):
+        return sys.modules["gevent.monkey"].get_original("select", "poll")
     return select.poll
 
 
