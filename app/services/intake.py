@@ -171,6 +171,7 @@ def _point_select(with_open_ticket: bool):
 
 
 _SELECT_POINT_AND_TICKET = _point_select(True)
+_TICKET_NAMES = tuple(c.name for c in _TICKET_COLUMNS)  # the ``t_`` columns, in order
 
 
 def _lookup(run: Runner, channel: str, sender: str, name: str | None,
@@ -200,8 +201,7 @@ def _lookup(run: Runner, channel: str, sender: str, name: str | None,
             sa.update(_CP).where(_CP.c.id == point_id).values(citizen_id=citizen_id))
     ticket = None
     if with_open_ticket and row.t_id is not None:
-        ticket = SimpleNamespace(**{c.name: getattr(row, f"t_{c.name}")
-                                    for c in _TICKET_COLUMNS})
+        ticket = SimpleNamespace(**dict(zip(_TICKET_NAMES, row[5:], strict=True)))
     return _Who(citizen_id, point_id, citizen_language, segment or ""), ticket
 
 

@@ -14,6 +14,7 @@ written by this module read back exactly like rows the ORM would have written.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,13 +107,25 @@ def _pg_type(column: sa.Column) -> str:
     return re.sub(r"\(\d+\)", "", column.type.compile(dialect=_PG))
 
 
+_WRITTEN: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+
+
 def _written_columns(alias: str, row: dict[str, Any]) -> tuple[str, ...]:
     """The columns a row sets (its values, the model's defaults, references); the rest
     are left to the database (NULL), as an ORM insert leaves them. Keeping statements
-    short matters: the driver caches and prepares statements only up to 4 KiB."""
-    table = _TABLES[alias]
-    return tuple(c.name for c in table.columns if not c.primary_key and (
-        c.name in row or (alias, c.name) in _REFERENCES))
+    short matters: the driver caches and prepares statements only up to 4 KiB.
+
+    Remembered per set of given names: intake gives the same few shapes every time, and
+    walking the table's columns for each message cost more than the rest of the write's
+    Python."""
+    key = (alias, tuple(row))
+    names = _WRITTEN.get(key)
+    if names is None:
+        table = _TABLES[alias]
+        names = _WRITTEN[key] = tuple(
+            c.name for c in table.columns if not c.primary_key and (
+                c.name in row or (alias, c.name) in _REFERENCES))
+    return names
 
 
 def _insert_cte(alias: str, names: tuple[str, ...], present: set[str],
@@ -178,6 +191,12 @@ def _pg_statement(shape: tuple) -> sa.TextClause:
     return statement
 
 
+@functools.cache
+def _params_of(alias: str, names: tuple[str, ...]) -> tuple[tuple[str, str, str | None], ...]:
+    """Each written column's parameter name and the CTE its value comes from, if any."""
+    return tuple((name, f"{alias}_{name}", _REFERENCES.get((alias, name))) for name in names)
+
+
 def _pg_write(run: Runner, w: Write) -> Written:
     params: dict[str, Any] = {"now": w.now, "t_id": w.ticket_id}
     existing = {"c": w.citizen_id, "p": w.point_id, "t": w.ticket_id}
@@ -189,9 +208,8 @@ def _pg_write(run: Runner, w: Write) -> Written:
         row = _fill(alias, values)
         names = _written_columns(alias, row)
         inserts.append((alias, names))
-        for name in names:
-            source = _REFERENCES.get((alias, name))
-            params[f"{alias}_{name}"] = existing[source] if source else row[name]
+        for name, param, source in _params_of(alias, names):
+            params[param] = existing[source] if source else row[name]
     for n, (kind, key) in enumerate(w.keys):
         params[f"k{n}_kind"] = kind
         params[f"k{n}_key"] = key
