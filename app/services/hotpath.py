@@ -29,12 +29,25 @@ from typing import Any
 import sqlalchemy as sa
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Compiled:
     sql: str
     static: dict[str, Any]  # values compiled into the statement (expanded IN lists)
     processors: dict[str, Any]  # the column types' bind processors (JSON and the like)
     names: frozenset[str]  # the parameters the statement takes from the caller
+    make_row: Any = None  # the statement's row class's ``_make``, once a result named it
+
+    def row_factory(self, cursor):
+        """psycopg row factory: named tuples, with the names read from the statement's
+        first result (a statement's columns never change), so later executions skip
+        decoding them."""
+        if self.make_row is None:
+            result = cursor.pgresult
+            if result is None or not result.nfields:
+                return tuple
+            self.make_row = _row_class(
+                tuple(result.fname(i).decode() for i in range(result.nfields)))._make
+        return self.make_row
 
 
 _COMPILED: dict[tuple[int, str], tuple[Any, _Compiled]] = {}
@@ -64,22 +77,19 @@ def _row_class(names: tuple[str, ...]):
     return collections.namedtuple("Row", names, rename=True)
 
 
-def _named_rows(cursor):
-    """psycopg row factory: named tuples, with the names read from the result itself."""
-    result = cursor.pgresult
-    if result is None or not result.nfields:
-        return tuple
-    return _row_class(tuple(result.fname(i).decode() for i in range(result.nfields)))._make
-
-
 class Runner:
     """Runs hot-path statements on ``conn`` (see the module docstring)."""
 
     def __init__(self, conn: sa.Connection):
         self.conn = conn
         self._cursor = None
+        self._current: _Compiled | None = None
         if conn.dialect.driver == "psycopg":
-            self._cursor = conn.connection.dbapi_connection.cursor(row_factory=_named_rows)
+            self._cursor = conn.connection.dbapi_connection.cursor(row_factory=self._rows)
+
+    def _rows(self, cursor):
+        # The row factory of the statement being run (set just before it runs).
+        return self._current.row_factory(cursor)
 
     def _run(self, statement: sa.Executable, params: dict[str, Any]):
         import psycopg
@@ -91,6 +101,7 @@ class Runner:
                 continue  # unused here; the driver caches its parse only up to 50 values
             process = compiled.processors.get(name)
             values[name] = process(value) if process is not None else value
+        self._current = compiled
         try:
             self._cursor.execute(compiled.sql, values)
         except psycopg.Error as exc:
