@@ -466,9 +466,16 @@ def send_chat_message(ticket_id: int, text: str, agent_id: int) -> Interaction:
     if ticket.status == "new":
         ticket.status = "open"
     db.session.commit()
-    # Announced, then shown live now (chat is an immediate channel); a job takes over
-    # what the live attempt could not do, and the sweep re-queues it if this process dies.
-    outbound.after_commit(row_id, interaction.id)
+    realtime.emit("interaction.created", {"ticket": realtime.ticket_summary(ticket),
+                                          "interaction": realtime.interaction_summary(interaction)},
+                  rooms=realtime.ticket_rooms(ticket))
+    try:
+        outbound.deliver(row_id)  # live now; the sweep re-queues it if this process dies
+    except Exception:  # noqa: BLE001 - the job retries what the live attempt could not do
+        db.session.rollback()
+        from app import jobs
+
+        jobs.enqueue("app.tasks.deliver_outbox", row_id, job_id=f"outbox-{row_id}")
     db.session.expire_all()
     return db.session.get(Interaction, interaction.id)
 
@@ -801,7 +808,7 @@ def demo():
 
 def register() -> None:
     """Wire the chat channel into the outbox and the follow-up of intake."""
-    outbound.register_sender("chat", lambda app: deliver_to_chat, immediate=True)
+    outbound.register_sender("chat", lambda app: deliver_to_chat)
     followup.SELF_SERVICE_HOOKS["chat"] = self_service
 
 

@@ -1,10 +1,8 @@
 """Outbound: every reply is an Interaction plus an Outbox row, sent by a job.
 
-``queue_message`` writes both in one commit and enqueues ``deliver_outbox`` (web chat,
-whose sender only hands the line to the resident's open chat, is delivered at once
-instead: see ``_IMMEDIATE``); the job sends through the channel's registered sender, or,
-when the channel has no provider configured (no Twilio or SMTP credentials), records the
-message in the simulator outbox.
+``queue_message`` writes both in one commit and enqueues ``deliver_outbox``; the job
+sends through the channel's registered sender, or, when the channel has no provider
+configured (no Twilio or SMTP credentials), records the message in the simulator outbox.
 Transient failures are retried with backoff (up to ``MAX_ATTEMPTS``); permanent failures
 and exhausted retries mark the interaction failed and hand the message to the next
 reachable channel of the citizen's channel-preference profile.
@@ -38,24 +36,11 @@ MAX_ATTEMPTS = 6
 CHANNEL_CONTACT_KIND = {"sms": "phone", "voice": "phone", "email": "email", "chat": "chat"}
 Sender = Callable[[OutboundMessage], DeliveryResult]
 _SENDERS: dict[str, Callable[[Any], Sender | None]] = {}
-# Channels whose sender hands the message to CivicLine's own realtime layer rather than
-# to a provider over the network (web chat): nothing slow or flaky stands between the
-# commit and the delivery, so their rows are delivered at once by the process that
-# queued them, not by a job. A job costs the worker more than the delivery itself (a
-# chat reply was one job per line an agent typed); the row, the retries and the fallback
-# are the same either way.
-_IMMEDIATE: set[str] = set()
 
 
-def register_sender(channel: str, factory: Callable[[Any], Sender | None], *,
-                    immediate: bool = False) -> None:
-    """``factory(app)`` returns a sender for the channel, or None when unconfigured.
-    ``immediate``: deliver right after the commit, in this process (see ``_IMMEDIATE``)."""
+def register_sender(channel: str, factory: Callable[[Any], Sender | None]) -> None:
+    """``factory(app)`` returns a sender for the channel, or None when unconfigured."""
     _SENDERS[channel] = factory
-    if immediate:
-        _IMMEDIATE.add(channel)
-    else:
-        _IMMEDIATE.discard(channel)
 
 
 def sender_for(channel: str) -> Sender | None:
@@ -155,40 +140,13 @@ def staged_outbox(interaction: Interaction) -> Outbox:
 
 
 def after_commit(outbox_id: int, interaction_id: int) -> None:
-    """Once the message and its outbox row are committed: announce it, then deliver it
-    now (immediate channels) or queue its delivery job."""
     from app import jobs
 
-    interaction = _announce(interaction_id)
-    if interaction.channel in _IMMEDIATE and _deliver_now(outbox_id):
-        return
     jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
+    _announce(interaction_id)
 
 
-def _deliver_now(outbox_id: int) -> bool:
-    """Deliver a row of an immediate channel here; False hands it to the job instead."""
-    try:
-        deliver(outbox_id)
-        return True
-    except TransientDeliveryError:
-        return False  # ``deliver`` recorded the attempt; the job retries it with backoff
-    except Exception:  # noqa: BLE001 - the message is committed: the job takes it over
-        log.warning("outbox %s: immediate delivery failed; queued for a worker", outbox_id,
-                    exc_info=True)
-        try:
-            db.session.rollback()
-            # Hand back a row the failed attempt left "sending" (a chat line shown twice
-            # is shown once: the widget keys lines by id).
-            db.session.execute(sa.update(Outbox).where(
-                Outbox.id == outbox_id, Outbox.status == "sending").values(status="pending"))
-            db.session.commit()
-        except Exception:  # noqa: BLE001 - the sweep settles the row after its lease
-            db.session.rollback()
-            log.warning("outbox %s: could not hand the row back", outbox_id, exc_info=True)
-        return False
-
-
-def _announce(interaction_id: int) -> Interaction:
+def _announce(interaction_id: int) -> None:
     from app import realtime
 
     interaction = db.session.get(Interaction, interaction_id)
@@ -199,7 +157,6 @@ def _announce(interaction_id: int) -> Interaction:
          "interaction": realtime.interaction_summary(interaction)},
         rooms=realtime.ticket_rooms(ticket),
     )
-    return interaction
 
 
 def _message_for(row: Outbox, interaction: Interaction) -> OutboundMessage:

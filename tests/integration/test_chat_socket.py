@@ -301,34 +301,6 @@ def test_agent_message_arrives_live_with_typing_and_read_receipt(app, live_serve
         agent.disconnect()
 
 
-def test_a_console_reply_to_a_chat_is_shown_at_once_without_a_delivery_job(
-        app, resident, make_user, general_queue, monkeypatch):
-    """The reply API on a chat ticket delivers in the request (chat is an immediate
-    channel): the line is on the resident's screen and marked delivered when the agent's
-    request returns, and no worker job is spent on it."""
-    from app.auth import issue_token
-
-    r = resident()
-    r.call("chat.start", {"name": "Di"})
-    sent = r.say("is the library open on Sunday?")
-    ticket = db.session.get(Ticket, db.session.scalar(
-        sa.select(Interaction.ticket_id).where(Interaction.id == sent["message"]["id"])))
-    agent = make_user(email="di.agent@example.org", name="Ray")
-    queued = _record_enqueued(monkeypatch)
-    response = app.test_client().post(
-        f"/api/v1/tickets/{ticket.reference}/reply", json={"text": "Yes, from noon to five."},
-        headers={"Authorization": f"Bearer {issue_token(agent)}"})
-    assert response.status_code in (200, 201), response.get_json()
-    body = response.get_json()
-    assert body["channel"] == "chat" and body["delivery_status"] == "delivered"
-    live = r.wait_for("chat.message", lambda d: d["author"] == "agent")
-    assert live["id"] == body["id"] and live["text"] == "Yes, from noon to five."
-    assert "app.tasks.deliver_outbox" not in queued
-    db.session.expire_all()
-    row = db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == body["id"]))
-    assert row.status == "sent" and row.attempts == 1
-
-
 def test_reload_resumes_the_whole_conversation_without_duplicates(app, resident, make_user,
                                                                   general_queue):
     from app.chat import send_chat_message
