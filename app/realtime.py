@@ -33,15 +33,16 @@ def emit(event: str, data: dict[str, Any], *, rooms: list[str], namespace: str =
 _QUEUE_CODES: dict[int, str] = {}
 
 
-def queue_code(queue_id: int | None) -> str | None:
-    """Queue codes never change once created, so a process-wide cache is safe."""
+def queue_code(queue_id: int | None, session=None) -> str | None:
+    """Queue codes never change once created, so a process-wide cache is safe.
+    ``session``: the session to read a code not seen yet with (the app's by default)."""
     if queue_id is None:
         return None
     if queue_id not in _QUEUE_CODES:
         from app.extensions import db
         from app.models import Queue
 
-        queue = db.session.get(Queue, queue_id)
+        queue = (session or db.session).get(Queue, queue_id)
         if queue is None:
             return None
         _QUEUE_CODES[queue_id] = queue.code

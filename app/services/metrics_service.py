@@ -99,8 +99,11 @@ class _Dims:
         return self._queues[queue_id]
 
     def queue_code(self, queue_id: int | None) -> str:
-        queue = self.queue(queue_id)
-        return queue.code if queue else ""
+        # Codes never change (``realtime.queue_code`` keeps them per process): most
+        # flushes then need no queue row at all.
+        from app import realtime
+
+        return (realtime.queue_code(queue_id, self.session) or "") if queue_id else ""
 
     def segment(self, citizen_id: int | None) -> str:
         if not citizen_id:

@@ -74,11 +74,16 @@ def queue_message(
     meta: dict[str, Any] | None = None,
     fallback_of: Outbox | None = None,
     commit: bool = True,
+    point: ContactPoint | None = None,
 ) -> Interaction:
-    """Record an outbound message and queue its delivery. Refuses opted-out addresses."""
+    """Record an outbound message and queue its delivery. Refuses opted-out addresses.
+
+    ``point``: the contact point of ``to`` when the caller has just read it."""
     if not text or not text.strip():
         raise Invalid("a reply needs text", code="empty_reply")
-    point = _contact_point(ticket.citizen_id, channel, to)
+    if point is None or point.citizen_id != ticket.citizen_id or (to and point.value != to) \
+            or point.kind != CHANNEL_CONTACT_KIND.get(channel):
+        point = _contact_point(ticket.citizen_id, channel, to)
     if to is None:
         if point is None:
             raise Invalid(f"the citizen has no {channel} address", code="unreachable")

@@ -50,14 +50,22 @@ def reply_options(ticket: Ticket) -> dict[str, Any]:
 
 
 def default_channel(ticket: Ticket) -> tuple[str, str | None, str] | None:
+    chosen = _default(ticket)
+    return chosen[:3] if chosen else None
+
+
+def _default(ticket: Ticket) -> tuple[str, str | None, str, ContactPoint | None] | None:
+    """The default channel, address and reason, with the contact point when it was read
+    (the reply then needs no second look-up)."""
     if ticket.channel in ("sms", "email", "chat"):
         point = outbound._contact_point(ticket.citizen_id, ticket.channel, None)
         if point is not None and not (ticket.channel == "sms" and point.opted_out):
-            return ticket.channel, point.value, f"{ticket.channel}: the channel the resident used"
+            return (ticket.channel, point.value,
+                    f"{ticket.channel}: the channel the resident used", point)
     decision = reach.choose_channel(ticket.citizen_id, text_only=True)
     if decision is None:
         return None
-    return decision.channel, decision.address, decision.reason
+    return decision.channel, decision.address, decision.reason, None
 
 
 def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None = None,
@@ -74,12 +82,12 @@ def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None 
         if channel not in REPLY_CHANNELS or channel == "voice":
             raise Invalid(f"cannot reply by {channel!r}; choose sms, email or chat",
                           code="invalid_channel")
-        address, reason = None, f"{channel}: chosen by the agent"
+        address, reason, point = None, f"{channel}: chosen by the agent", None
     else:
-        chosen = default_channel(ticket)
+        chosen = _default(ticket)
         if chosen is None:
             raise Invalid("the resident has no reachable channel", code="unreachable")
-        channel, address, reason = chosen
+        channel, address, reason, point = chosen
     meta: dict[str, Any] = {"reach_reason": reason}
     subject = None
     if channel == "email":
@@ -93,7 +101,8 @@ def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None 
             meta["references"] = refs + [last.provider_id]
     interaction = outbound.queue_message(
         ticket, channel, text, to=address, subject=subject, author_kind="agent",
-        author_agent_id=agent.id if agent else None, kb=kb, meta=meta, commit=False)
+        author_agent_id=agent.id if agent else None, kb=kb, meta=meta, commit=False,
+        point=point)
     if ticket.status == "new":
         ticket.status = "open"
     audit(agent, "ticket.reply", "ticket", ticket.reference, {"channel": channel})
