@@ -314,8 +314,9 @@ def apply(connection: sa.Connection, deltas: dict[Key, dict[str, int]]) -> None:
         rows.append({"hour": hour, "queue": queue[:50], "channel": channel[:10],
                      "language": language[:10], "segment": segment[:50], "shard": part,
                      **{name: counts.get(name, 0) for name in COUNTERS}})
-    for row in rows:
-        connection.execute(_upsert_statement(), row)
+    if rows:
+        # One call for all rows: the driver sends them in one pipeline (one round trip).
+        connection.execute(_upsert_statement(), rows)
 
 
 _PENDING = "civicline_metric_deltas"
