@@ -97,6 +97,8 @@ class Config:
     # Every other door (JSON API, pages, Twilio forms) takes far less than an email.
     API_MAX_CONTENT_LENGTH = _int("API_MAX_CONTENT_LENGTH", 1024 * 1024)
     MAX_ATTACHMENT_BYTES = _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+    # Where attachments are kept (content-addressed); unset: ``instance/attachments``.
+    ATTACHMENTS_DIR = _env("ATTACHMENTS_DIR")
     API_TOKEN_MAX_AGE = _int("API_TOKEN_MAX_AGE", 7 * 24 * 3600)
     HOST = _env("HOST", "127.0.0.1")
     PORT = _int("PORT", 5000)

@@ -1,15 +1,19 @@
-"""Email ingest throughput through the real webhook, served by gunicorn on PostgreSQL.
+"""Email ingest throughput through the real webhook, served as production serves it.
 
 Builds N raw messages from the sample corpus (``tests/data/email``), each with a fresh
-Message-ID, starts gunicorn on a free port against ``DATABASE_URL`` (its schema is
-dropped and migrated first: point it at a scratch database), and posts them to
-``POST /webhooks/email`` from this separate process with several concurrent
-keep-alive connections. In the same run, with the same client and concurrency, it
-measures the same server's ``GET /healthz`` (one ``SELECT 1``) as the baseline, and
-the bare in-process parse rate. Follow-up jobs are queued, not run: this measures
-taking mail in, not answering it.
+Message-ID, and serves the app as the README and the Procfile run it: ``--web`` (2) web
+processes, each the Procfile's ``gunicorn -k gevent -w 1 ... wsgi:app`` on its own port,
+on ``DATABASE_URL`` (its schema is dropped and migrated first: point it at a scratch
+database) and ``REDIS_URL`` (that Redis database is flushed). From this separate process
+it posts the messages to ``POST /webhooks/email`` over several concurrent keep-alive
+connections, spread evenly over the processes as a load balancer spreads them. In the
+same run, with the same client and concurrency, it measures the same servers'
+``GET /healthz`` (one ``SELECT 1`` and a Redis ``PING``) as the baseline, and the bare
+in-process parse rate. Follow-up jobs wait in RQ (no worker runs): this measures taking
+mail in, not answering it.
 
-    DATABASE_URL=postgresql://... python bench/email_ingest.py [--messages 10000]
+    DATABASE_URL=postgresql://... REDIS_URL=redis://127.0.0.1:6379/15 \
+        python bench/email_ingest.py [--messages 10000]
 
 Last line: ``email ingest: 210 msgs/s``.
 """
@@ -34,29 +38,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procfile import web_command  # noqa: E402
+
 CORPUS = ROOT / "tests" / "data" / "email"
 SECRET = "bench-email-secret"
 _MESSAGE_ID = re.compile(rb"^Message-I[Dd]:[^\r\n]*(\r?\n[ \t][^\r\n]*)*\r?\n", re.M | re.I)
 
 
 def bench_app():
-    """The app gunicorn serves here: the normal config, a known webhook secret, and
-    attachments under a scratch folder."""
+    """The app as configured here, to reset the database with."""
     from app import create_app
     from app.config import Config, _database_url
 
     class BenchConfig(Config):
         SQLALCHEMY_DATABASE_URI = _database_url()
-        EMAIL_WEBHOOK_SECRET = SECRET
         EMBEDDED_WORKER = False
-        ATTACHMENTS_DIR = os.environ.get("BENCH_ATTACHMENTS_DIR")
-        RATELIMIT_ENABLED = False
 
     import logging
 
     app = create_app(BenchConfig)
     logging.getLogger().setLevel(logging.WARNING)
     return app
+
+
+def server_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "EMAIL_WEBHOOK_SECRET": SECRET,
+            "ATTACHMENTS_DIR": os.environ["BENCH_ATTACHMENTS_DIR"],
+            # One client address sends everything here: lift the per-source limit.
+            "RATELIMIT_EMAIL_WEBHOOK": "1000000 per minute"}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,7 +96,7 @@ def prepare_database() -> str:
     import sqlalchemy as sa
     from flask_migrate import upgrade
 
-    from app.extensions import db
+    from app.extensions import db, redis_store
 
     app = bench_app()
     with app.app_context():
@@ -97,57 +106,57 @@ def prepare_database() -> str:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         upgrade(directory=str(ROOT / "migrations"))
+        redis_store.client.flushdb()
         engine.dispose()
         return engine.url.render_as_string(hide_password=True)
 
 
-def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    proc = subprocess.Popen(
-        [
-            str(gunicorn),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(threads),
-            "--keep-alive",
-            "30",
-            "--log-level",
-            "warning",
-            "bench.email_ingest:bench_app()",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("gunicorn exited during start-up")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc
-        except OSError:
+def start_servers(ports: list[int]) -> list[subprocess.Popen]:
+    venv = Path(sys.executable).parent
+    procs = [subprocess.Popen(web_command(venv, "127.0.0.1", port, "--log-level", "warning"),
+                              cwd=ROOT, env=server_env(), start_new_session=True)
+             for port in ports]
+    deadline = time.monotonic() + 60
+    for port, proc in zip(ports, procs, strict=True):
+        while True:
+            if proc.poll() is not None:
+                stop_servers(procs)
+                raise SystemExit("gunicorn exited during start-up")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                stop_servers(procs)
+                raise SystemExit("gunicorn did not answer /healthz")
             time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("gunicorn did not answer /healthz")
+    return procs
+
+
+def stop_servers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def drive(
-    port: int,
+    ports: list[int],
     requests: list[tuple[str, str, bytes | None, dict]],
     concurrency: int,
     label: str,
     expect: tuple[int, ...],
 ) -> tuple[float, list[float], dict[int, int]]:
-    """Send every request over ``concurrency`` keep-alive connections; returns
-    (elapsed seconds, per-request latencies, status counts)."""
+    """Send every request over ``concurrency`` keep-alive connections, spread evenly over
+    ``ports``; returns (elapsed seconds, per-request latencies, status counts)."""
     work: queue.Queue = queue.Queue()
     for item in requests:
         work.put(item)
@@ -157,7 +166,7 @@ def drive(
     done = [0]
     step = max(1, len(requests) // 10)
 
-    def worker() -> None:
+    def worker(port: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while True:
             try:
@@ -181,7 +190,8 @@ def drive(
         conn.close()
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(ports[n % len(ports)],))
+               for n in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
@@ -207,38 +217,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=max(2, (os.cpu_count() or 2)))
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--web", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--baseline-requests", type=int, default=3000)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        raise SystemExit("set DATABASE_URL to a scratch PostgreSQL database")
+    if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+        raise SystemExit("set DATABASE_URL (a scratch PostgreSQL database) and REDIS_URL "
+                         "(a Redis database of its own: it is flushed)")
+    if min(args.web, args.concurrency, args.messages) < 1:
+        raise SystemExit("--web, --concurrency and --messages take 1 or more")
     os.environ.setdefault("BENCH_ATTACHMENTS_DIR", tempfile.mkdtemp(prefix="civicline-att-"))
 
     database = prepare_database()
     generated = make_messages(args.messages + 50)
     messages, warm_up = generated[: args.messages], generated[args.messages :]
     size = sum(len(m) for m in messages) / len(messages)
+    ports = [free_port() for _ in range(args.web)]
+    argv = web_command("", "127.0.0.1", ports[0])
     print(
         f"database: {database}; messages: {len(messages)} (mean {size:,.0f} bytes); "
-        f"gunicorn {args.workers} workers x {args.threads} threads; "
-        f"client concurrency {args.concurrency}; redis: "
-        f"{'yes' if os.environ.get('REDIS_URL') else 'no (embedded jobs)'}",
+        f"serving: {args.web} x '{' '.join(argv[1:])}'; client concurrency "
+        f"{args.concurrency}",
         flush=True,
     )
-    port = free_port()
-    server = start_server(port, args.workers, args.threads)
+    servers = start_servers(ports)
     try:
         headers = {"Content-Type": "message/rfc822", "Authorization": f"Bearer {SECRET}"}
         posts = [("POST", "/webhooks/email", raw, headers) for raw in messages]
         warm = [("POST", "/webhooks/email", raw, headers) for raw in warm_up]
-        drive(port, warm, args.concurrency, "warm-up", (202,))
-        elapsed, latencies, statuses = drive(port, posts, args.concurrency, "email", (200, 202))
+        drive(ports, warm, args.concurrency, "warm-up", (202,))
+        elapsed, latencies, statuses = drive(ports, posts, args.concurrency, "email",
+                                             (200, 202))
         base = [("GET", "/healthz", None, {})] * args.baseline_requests
-        b_elapsed, b_latencies, _ = drive(port, base, args.concurrency, "healthz", (200,))
+        b_elapsed, b_latencies, _ = drive(ports, base, args.concurrency, "healthz", (200,))
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_servers(servers)
     rate = len(posts) / elapsed
     b_rate = len(base) / b_elapsed
     p_rate = parse_rate(messages)
@@ -249,7 +261,7 @@ def main() -> None:
         f"p99 {percentile(latencies, 0.99) * ms:.1f} ms"
     )
     print(
-        f"baseline GET /healthz (same server, same client): {b_rate:,.0f} req/s, "
+        f"baseline GET /healthz (same servers, same client): {b_rate:,.0f} req/s, "
         f"p99 {percentile(b_latencies, 0.99) * ms:.1f} ms; webhook/baseline ratio "
         f"{rate / b_rate:.2f}"
     )
