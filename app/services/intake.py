@@ -159,9 +159,12 @@ def _point_select(with_open_ticket: bool):
                _CIT.c.segment]
     joined = _CP.join(_CIT, _CIT.c.id == _CP.c.citizen_id)
     if with_open_ticket:
+        # The statuses are written into the SQL, not passed as parameters, so that the
+        # planner matches them to the partial index of open tickets in every plan.
         latest = (sa.select(_TICKET.c.id)
                   .where(_TICKET.c.contact_point_id == _CP.c.id,
-                         _TICKET.c.status.in_(OPEN_STATUSES))
+                         _TICKET.c.status.in_([sa.literal_column(repr(s))
+                                               for s in OPEN_STATUSES]))
                   .order_by(_TICKET.c.last_activity_at.desc(), _TICKET.c.id.desc())
                   .limit(1).correlate(_CP).scalar_subquery())
         joined = joined.outerjoin(_TICKET, _TICKET.c.id == latest)
