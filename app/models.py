@@ -22,6 +22,14 @@ ROLE_RANK = {"agent": 1, "supervisor": 2, "admin": 3}
 PRESENCES = ("available", "busy", "wrap_up", "away", "offline")
 TICKET_STATUSES = ("new", "open", "pending_citizen", "resolved", "closed")
 OPEN_STATUSES = ("new", "open", "pending_citizen")
+
+
+def open_status_sql(column: str = "status") -> str:
+    """``column IN ('new', 'open', 'pending_citizen')`` with the statuses written out: the
+    partial index of open tickets and the statements meant to use it in every plan (a
+    cached generic plan cannot match an index to parameter values)."""
+    return f"{column} IN ({', '.join(repr(s) for s in OPEN_STATUSES)})"
+
 INTERACTION_CHANNELS = ("voice", "sms", "email", "chat", "walkin", "note")
 DIRECTIONS = ("inbound", "outbound", "internal")
 AUTHOR_KINDS = ("citizen", "agent", "bot", "system")
@@ -218,8 +226,8 @@ class Ticket(TimestampMixin, db.Model):
     # each message is then a HOT update that writes no index entries.
     __table_args__ = (
         sa.Index("ix_tickets_open_by_contact_point", "contact_point_id",
-                 postgresql_where=sa.text(f"status IN {OPEN_STATUSES!r}"),
-                 sqlite_where=sa.text(f"status IN {OPEN_STATUSES!r}")),
+                 postgresql_where=sa.text(open_status_sql()),
+                 sqlite_where=sa.text(open_status_sql())),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

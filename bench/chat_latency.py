@@ -44,13 +44,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procfile import command, web_command  # noqa: E402
+from bench.procfile import command, wait_until_up, web_command  # noqa: E402
 
 SECRET = "chat-latency-benchmark-secret-key"
 THINK_SECONDS = "2-6"  # reading the agent's answer and typing the next line
@@ -151,19 +150,11 @@ class Server:
         else:
             self._spawn("web", [python, "-m", "flask", "--app", "wsgi", "serve",
                                 "--port", str(ports[0])])
-        waiting = list(self.urls)
-        for _ in range(300):
-            if any(p.poll() is not None for p in self.processes):
-                break
-            try:
-                urllib.request.urlopen(waiting[0] + "/healthz", timeout=1)
-                waiting.pop(0)
-                if not waiting:
-                    return tokens
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise SystemExit(f"the server did not start; see the logs in {self.workdir}")
+        for url in self.urls:
+            if not wait_until_up(url + "/healthz", self.processes):
+                self.stop()
+                raise SystemExit(f"the server did not start; see the logs in {self.workdir}")
+        return tokens
 
     def stop(self) -> None:
         for proc in self.processes:

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procfile import web_command  # noqa: E402
+from bench.procfile import wait_until_up, web_command  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "email"
 SECRET = "bench-email-secret"
@@ -116,24 +116,10 @@ def start_servers(ports: list[int]) -> list[subprocess.Popen]:
     procs = [subprocess.Popen(web_command(venv, "127.0.0.1", port, "--log-level", "warning"),
                               cwd=ROOT, env=server_env(), start_new_session=True)
              for port in ports]
-    deadline = time.monotonic() + 60
-    for port, proc in zip(ports, procs, strict=True):
-        while True:
-            if proc.poll() is not None:
-                stop_servers(procs)
-                raise SystemExit("gunicorn exited during start-up")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                stop_servers(procs)
-                raise SystemExit("gunicorn did not answer /healthz")
-            time.sleep(0.2)
+    for port in ports:
+        if not wait_until_up(f"http://127.0.0.1:{port}/healthz", procs):
+            stop_servers(procs)
+            raise SystemExit("gunicorn did not answer /healthz; its output is above")
     return procs
 
 

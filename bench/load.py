@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procfile import web_command  # noqa: E402
+from bench.procfile import wait_until_up, web_command  # noqa: E402
 
 SECRET_KEY = "bench-load-secret-key-0123456789abcdef"
 EMAIL_SECRET = "bench-email-secret"
@@ -440,20 +440,10 @@ def main() -> int:
     workers = [start([str(venv / "flask"), "--app", "wsgi", "worker", "--queues",
                       "inbound,outbound,default,scheduled"], logs / f"worker-{n}.log")
                for n in range(1, args.workers + 1)]
-    import requests
-
     try:
-        deadline = time.monotonic() + 60
-        for base, web in zip(bases, webs, strict=True):
-            while True:
-                try:
-                    if requests.get(base + "/healthz", timeout=5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline or web.poll() is not None:
-                    sys.exit(f"gunicorn did not start; see the logs in {logs}")
-                time.sleep(0.3)
+        for base in bases:
+            if not wait_until_up(base + "/healthz", webs):
+                sys.exit(f"gunicorn did not start; see the logs in {logs}")
         stats = Stats()
         load = Load(bases, stats)
         load.agent = load.token("agent@bench.example")

@@ -4,6 +4,9 @@ start exactly what the Procfile, the systemd units and the README run."""
 from __future__ import annotations
 
 import shlex
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,3 +30,20 @@ def web_command(bin_dir: Path | str, host: str, port: int, *extra: str) -> list[
     argv[0] = str(Path(bin_dir) / "gunicorn")
     argv[argv.index("-b") + 1] = f"{host}:{port}"
     return [*argv[:-1], *extra, argv[-1]]
+
+
+def wait_until_up(url: str, processes: list[subprocess.Popen], timeout: float = 60) -> bool:
+    """Poll ``url`` until it answers 200; False when one of ``processes`` exits first or
+    ``timeout`` seconds pass (the caller stops them and says where their logs are)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in processes):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:  # not listening yet (or an error status): try again
+            pass
+        time.sleep(0.2)
+    return False

@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procfile import web_command  # noqa: E402
+from bench.procfile import wait_until_up, web_command  # noqa: E402
 from channels.twilio import sign  # noqa: E402
 
 TOKEN = "bench-twilio-auth-token"
@@ -271,18 +271,9 @@ def main() -> None:
 
 
 def _wait_for(url: str, server: subprocess.Popen) -> None:
-    import urllib.request
-
-    for _ in range(200):
-        if server.poll() is not None:
-            raise SystemExit("gunicorn exited: " + server.stderr.read().decode()[-2000:])
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not start")
+    if not wait_until_up(url, [server]):
+        output = server.stderr.read().decode()[-2000:] if server.poll() is not None else ""
+        raise SystemExit("the server did not start" + (f": {output}" if output else ""))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from app import metrics, realtime
 from app.extensions import db
 from app.models import (
-    OPEN_STATUSES,
     ChannelProfile,
     Citizen,
     ContactPoint,
@@ -43,6 +42,7 @@ from app.models import (
     ThreadKey,
     Ticket,
     WorkItem,
+    open_status_sql,
     ticket_reference,
     utcnow,
 )
@@ -163,8 +163,7 @@ def _point_select(with_open_ticket: bool):
         # planner matches them to the partial index of open tickets in every plan.
         latest = (sa.select(_TICKET.c.id)
                   .where(_TICKET.c.contact_point_id == _CP.c.id,
-                         _TICKET.c.status.in_([sa.literal_column(repr(s))
-                                               for s in OPEN_STATUSES]))
+                         sa.text(open_status_sql(f"{_TICKET.name}.status")))
                   .order_by(_TICKET.c.last_activity_at.desc(), _TICKET.c.id.desc())
                   .limit(1).correlate(_CP).scalar_subquery())
         joined = joined.outerjoin(_TICKET, _TICKET.c.id == latest)
