@@ -48,9 +48,21 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
     redis_store.init_app(app)
     limiter.init_app(app)
+    message_queue = app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL"))
+    socketio.server_options.pop("client_manager", None)  # an earlier app's (tests)
+    manager = {}
+    if message_queue and message_queue.startswith(("redis://", "rediss://")):
+        from app.realtime import RedisMessageQueue
+
+        # Flask-SocketIO's own choice for a Redis URL, able to hold publishes for a
+        # pipeline (see ``realtime.held``).
+        manager["client_manager"] = RedisMessageQueue(
+            message_queue, channel="flask-socketio",
+            shares_server=message_queue == app.config.get("REDIS_URL"))
     socketio.init_app(
         app,
-        message_queue=app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config.get("REDIS_URL")),
+        message_queue=message_queue,
+        **manager,
         async_mode=async_mode(),
         cors_allowed_origins=app.config.get("SOCKETIO_CORS_ORIGINS", "*"),
         logger=False,

@@ -99,11 +99,16 @@ def enqueue(
     delay: float | None = None,
     job_id: str | None = None,
     queue: str | None = None,
+    publishes=None,
 ) -> str:
-    """Queue ``func(*args)`` on its queue (or ``queue``), now or after ``delay`` seconds."""
+    """Queue ``func(*args)`` on its queue (or ``queue``), now or after ``delay`` seconds.
+
+    ``publishes``: realtime events held by ``realtime.held()``, sent to Redis in the same
+    round trip as the job when the jobs' Redis carries the Socket.IO message queue."""
     spec = resolve(_name_of(func))
     runner: JobRunner = current_app.extensions["civicline_jobs"]
-    return runner.enqueue(spec, args, delay=delay, job_id=job_id, queue=queue or spec.queue)
+    return runner.enqueue(spec, args, delay=delay, job_id=job_id, queue=queue or spec.queue,
+                          publishes=publishes)
 
 
 def call_with_app(app: Flask, spec_name: str, args: tuple) -> Any:
@@ -118,7 +123,9 @@ class JobRunner(ABC):
     backend = "base"
 
     @abstractmethod
-    def enqueue(self, spec, args, *, delay, job_id, queue) -> str: ...
+    def enqueue(self, spec, args, *, delay, job_id, queue, publishes=None) -> str:
+        """``publishes``: held realtime events this backend may send with the job (what
+        it leaves held, ``realtime.held`` sends)."""
 
     @abstractmethod
     def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int: ...
@@ -160,7 +167,7 @@ class EmbeddedRunner(JobRunner):
         self.failed: list[tuple[str, tuple, str]] = []
         self._ids: set[str] = set()
 
-    def enqueue(self, spec, args, *, delay, job_id, queue) -> str:
+    def enqueue(self, spec, args, *, delay, job_id, queue, publishes=None) -> str:
         job_id = job_id or uuid.uuid4().hex
         with self._lock:
             if job_id in self._ids:
@@ -279,15 +286,16 @@ class RQRunner(JobRunner):
             self._queues[name] = Queue(name, connection=self.connection)
         return self._queues[name]
 
-    def enqueue(self, spec, args, *, delay, job_id, queue) -> str:
+    def enqueue(self, spec, args, *, delay, job_id, queue, publishes=None) -> str:
         """Enqueue on RQ; while Redis is unreachable, park the job in the database instead
         (the ``pending-jobs`` schedule re-enqueues it), so callers never fail after commit."""
         try:
-            return self.enqueue_now(spec, args, delay=delay, job_id=job_id, queue=queue)
+            return self.enqueue_now(spec, args, delay=delay, job_id=job_id, queue=queue,
+                                    publishes=publishes)
         except REDIS_ERRORS as exc:
             return park(spec.name, args, delay=delay, job_id=job_id, queue=queue, error=exc)
 
-    def enqueue_now(self, spec, args, *, delay, job_id, queue) -> str:
+    def enqueue_now(self, spec, args, *, delay, job_id, queue, publishes=None) -> str:
         from datetime import timedelta
 
         from rq import Retry
@@ -300,13 +308,16 @@ class RQRunner(JobRunner):
                 max=len(spec.retry_intervals), interval=list(spec.retry_intervals)
             )
         q = self.queue(queue)
-        # One pipeline: the job, its queue and the queue registry in one round trip.
+        # One pipeline: the job, its queue and the queue registry in one round trip, with
+        # the realtime events the caller held for it.
         with self.connection.pipeline() as pipe:
             if delay:
                 job = q.enqueue_in(timedelta(seconds=delay), "app.jobs.run_job", spec.name,
                                    args, pipeline=pipe, **options)
             else:
                 job = q.enqueue("app.jobs.run_job", spec.name, args, pipeline=pipe, **options)
+            if publishes is not None:  # after RQ's own commands: it opens the MULTI
+                publishes.add_to(pipe)
             pipe.execute()
         return job.id
 

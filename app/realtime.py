@@ -10,13 +10,85 @@ write-only emitter, so a job's emit reaches clients connected to any web process
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+import socketio as python_socketio
 from flask import current_app
 
 from app.extensions import socketio
 
 log = logging.getLogger(__name__)
+
+
+class RedisMessageQueue(python_socketio.RedisManager):
+    """The Socket.IO Redis message queue, able to hold publishes for a caller's pipeline.
+
+    An emit is delivered at once to this process's own clients, and published on Redis
+    for the other processes. Inside ``held()`` that publish waits instead, so the caller
+    sends it with its own Redis writes in one round trip (intake: the interaction's events
+    travel with its follow-up job). ``shares_server``: the jobs' Redis is this one, so a
+    jobs pipeline can carry the publishes (PUBLISH reaches every database of a server).
+    """
+
+    def __init__(self, url: str, *, shares_server: bool, **kwargs: Any):
+        super().__init__(url, **kwargs)
+        self.shares_server = shares_server
+
+    def _publish(self, data):
+        batch = _HELD.get()
+        if batch is None:
+            return super()._publish(data)
+        batch.messages.append((self, data))
+        return None
+
+
+class HeldPublishes:
+    """Publishes held by ``held()``, in emit order."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[RedisMessageQueue, Any]] = []
+
+    def add_to(self, pipeline) -> None:
+        """Put the held publishes on ``pipeline`` (one to the jobs' Redis), which the
+        caller executes; those of a message queue on another server stay held."""
+        kept = []
+        for manager, data in self.messages:
+            if manager.shares_server:
+                pipeline.publish(manager.channel, manager.json.dumps(data))
+            else:
+                kept.append((manager, data))
+        self.messages = kept
+
+    def send(self) -> None:
+        """Publish what is still held, each on its own (the library's retries apply)."""
+        messages, self.messages = self.messages, []
+        for manager, data in messages:
+            python_socketio.RedisManager._publish(manager, data)
+
+
+_HELD: ContextVar[HeldPublishes | None] = ContextVar("civicline_held_publishes",
+                                                     default=None)
+
+
+@contextmanager
+def held() -> Iterator[HeldPublishes]:
+    """Hold this block's publishes to other processes; pass the batch to
+    ``jobs.enqueue(..., publishes=batch)`` to send them with the job. What no pipeline
+    carried is published when the block ends, so nothing held is ever dropped."""
+    batch = HeldPublishes()
+    token = _HELD.set(batch)
+    try:
+        yield batch
+    finally:
+        _HELD.reset(token)
+        if batch.messages:
+            try:
+                batch.send()
+            except Exception:  # noqa: BLE001 - as ``emit``: never undo committed work
+                log.warning("realtime publish failed", exc_info=True)
 
 
 def emit(event: str, data: dict[str, Any], *, rooms: list[str], namespace: str = "/agent") -> None:

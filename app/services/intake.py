@@ -455,11 +455,14 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
                      type(exc.orig).__name__)
     metrics.INBOUND.labels(channel=msg.channel, duplicate=str(result.duplicate).lower()).inc()
     if not result.duplicate:
-        announce(result)
-        if follow_up and not msg.is_auto_reply:
-            from app import jobs
+        # The events travel to Redis with the follow-up job: one round trip for both.
+        with realtime.held() as publishes:
+            announce(result)
+            if follow_up and not msg.is_auto_reply:
+                from app import jobs
 
-            jobs.enqueue("app.tasks.process_inbound", result.interaction_id)
+                jobs.enqueue("app.tasks.process_inbound", result.interaction_id,
+                             publishes=publishes)
     return result
 
 

@@ -1,0 +1,131 @@
+"""Realtime events held for the follow-up job's pipeline (``realtime.held``), on a real
+Redis: an inbound message's events reach other processes in the same transaction as its
+follow-up job, and an event held with nowhere to travel is still published."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import redis
+from flask import current_app
+
+from app import jobs, realtime
+from app.extensions import socketio
+from app.services.intake import intake
+from channels.base import InboundMessage
+from tests.faults.conftest import wait_until
+
+CHANNEL = "flask-socketio"
+
+
+class Monitor:
+    """Redis ``MONITOR``: every command the server runs, in order, with its client."""
+
+    def __init__(self, url: str) -> None:
+        self.commands: list[tuple[str, str]] = []
+        self._conn = redis.Redis.from_url(url)
+        self._stop = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self) -> None:
+        with self._conn.monitor() as monitor:
+            self._ready.set()
+            for command in monitor.listen():
+                if self._stop:
+                    return
+                self.commands.append((command["client_address"] + ":" +
+                                      command["client_port"], command["command"]))
+
+    def stop(self) -> None:
+        self._stop = True
+        self._conn.ping()  # one more command wakes the listener so it sees the flag
+
+    def names(self) -> list[str]:
+        return [command.split(" ", 1)[0].upper() for _client, command in self.commands]
+
+
+def _subscriber(url: str):
+    pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(CHANNEL)
+    return pubsub
+
+
+def _events(pubsub, want: int, timeout: float = 10) -> list[str]:
+    found, deadline = [], time.monotonic() + timeout
+    while len(found) < want and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "message":
+            found.append(json.loads(message["data"])["event"])
+    return found
+
+
+@pytest.fixture
+def app_with_events(fault_app):
+    fault_app.config["REALTIME_DISABLED"] = False  # this process emits here
+    return fault_app
+
+
+def _sms(n: int) -> InboundMessage:
+    return InboundMessage(channel="sms", provider_id=f"SMheld{n:030d}",
+                          sender="+15555550123", recipient="+15555550100",
+                          text="When is my property tax due?")
+
+
+def test_a_messages_events_travel_with_its_follow_up_job_in_one_transaction(
+        app_with_events, private_redis):
+    private_redis.flush()
+    pubsub = _subscriber(private_redis.url)
+    monitor = Monitor(private_redis.url)
+    try:
+        result = intake(_sms(1))
+    finally:
+        time.sleep(0.3)
+        monitor.stop()
+
+    # Other processes' consoles hear of the new ticket and its message...
+    assert _events(pubsub, 2) == ["ticket.created", "interaction.created"]
+    # ...and the follow-up job is queued for a worker.
+    queued = redis.Redis.from_url(private_redis.url).lrange("rq:queue:inbound", 0, -1)
+    assert len(queued) == 1
+    # Both went to Redis in the job's MULTI/EXEC: no PUBLISH of their own.
+    names = monitor.names()
+    multi, exec_ = names.index("MULTI"), names.index("EXEC")
+    assert [n for n in names[multi:exec_] if n == "PUBLISH"] == ["PUBLISH", "PUBLISH"]
+    assert names.count("PUBLISH") == 2
+    assert result.created_ticket
+
+
+def test_events_held_with_no_job_to_carry_them_are_published_when_the_block_ends(
+        app_with_events, private_redis):
+    private_redis.flush()
+    pubsub = _subscriber(private_redis.url)
+    with realtime.held() as batch:
+        realtime.emit("ticket.updated", {"id": 1}, rooms=["supervisors"])
+        assert len(batch.messages) == 1
+        assert _events(pubsub, 1, timeout=0.5) == []  # held, not yet sent
+    assert _events(pubsub, 1) == ["ticket.updated"]
+
+
+def test_a_message_queue_on_another_server_is_published_on_its_own(app_with_events,
+                                                                   private_redis):
+    private_redis.flush()
+    manager = socketio.server.manager
+    assert isinstance(manager, realtime.RedisMessageQueue) and manager.shares_server
+    pubsub = _subscriber(private_redis.url)
+    manager.shares_server = False  # as when SOCKETIO_MESSAGE_QUEUE names another Redis
+    try:
+        with realtime.held() as batch:
+            realtime.emit("ticket.updated", {"id": 2}, rooms=["supervisors"])
+            jobs.enqueue("app.tasks.process_inbound", 0, publishes=batch)
+            assert len(batch.messages) == 1  # the jobs pipeline could not carry it
+        assert _events(pubsub, 1) == ["ticket.updated"]
+    finally:
+        manager.shares_server = True
+    wait_until(lambda: current_app.extensions["civicline_jobs"].queue("inbound").count == 1,
+               10, "the job to be queued")
