@@ -71,6 +71,9 @@ class Config:
     DB_POOL_SIZE = int(_env("DB_POOL_SIZE", "15"))
     DB_MAX_OVERFLOW = int(_env("DB_MAX_OVERFLOW", "10"))
     REDIS_URL = _env("REDIS_URL")
+    # Supervisors and wallboards refreshing the live snapshot within this many seconds
+    # share one computation per process (0: compute it for every request).
+    SUPERVISOR_SNAPSHOT_MAX_AGE = float(_env("SUPERVISOR_SNAPSHOT_MAX_AGE", "1"))
     # Embedded mode only: run queued jobs on a thread inside the server process.
     EMBEDDED_WORKER = True
     PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
@@ -175,6 +178,7 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL") and _database_url() or "sqlite://"
     EMBEDDED_WORKER = False
     RATELIMIT_ENABLED = False
+    SUPERVISOR_SNAPSHOT_MAX_AGE = 0.0  # each read sees the change a test just made
     EMAIL_WEBHOOK_SECRET = "test-email-secret"
     TWILIO_ACCOUNT_SID = "AC" + "0" * 32
     TWILIO_AUTH_TOKEN = "test-twilio-auth-token"

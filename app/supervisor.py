@@ -178,7 +178,7 @@ def _push_loop(app) -> None:
             idle_since = None
             try:
                 with app.app_context():
-                    snapshot = metrics_service.live_snapshot()
+                    snapshot = metrics_service.shared_snapshot()
                     db.session.remove()
                 socketio.emit("metrics.snapshot", snapshot, to="supervisors",
                               namespace="/supervisor")

@@ -66,8 +66,9 @@ def _period(query: dict) -> tuple[datetime, datetime]:
 @bp.get("/supervisor/snapshot")
 @bp.auth_required(token_auth, roles=["supervisor"])
 def supervisor_snapshot():
-    """Called by the dashboard on load (then pushed over Socket.IO): live queue metrics."""
-    return metrics_service.live_snapshot()
+    """Called by the dashboard on load (then pushed over Socket.IO): live queue metrics,
+    at most ``SUPERVISOR_SNAPSHOT_MAX_AGE`` seconds old (``at`` says when it was taken)."""
+    return metrics_service.shared_snapshot()
 
 
 @bp.get("/reports")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -543,6 +545,40 @@ def live_snapshot(now: datetime | None = None) -> dict[str, Any]:
         "occupancy_pct": _ratio(len(working) * 100, len(staffed)),
         "agents": agents,
     }
+
+
+class _SharedSnapshot:
+    """The last live snapshot of one app in this process, and the lock that makes
+    concurrent refreshes wait for the computation in progress instead of repeating it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # cooperative under gevent (patched)
+        self.taken = float("-inf")
+        self.value: dict[str, Any] | None = None
+
+
+def shared_snapshot() -> dict[str, Any]:
+    """``live_snapshot``, computed at most once per ``SUPERVISOR_SNAPSHOT_MAX_AGE``
+    seconds in this process: every supervisor and wallboard refreshing in that time gets
+    the same one (its ``at`` says when it was taken). Its figures are for today and change
+    by a contact at a time, so a second's age is not seen on a dashboard, while a room of
+    screens polling at once cost one computation instead of one each. Read-only: the same
+    dict goes to every caller."""
+    from flask import current_app
+
+    max_age = float(current_app.config.get("SUPERVISOR_SNAPSHOT_MAX_AGE", 1.0))
+    if max_age <= 0:
+        return live_snapshot()
+    shared = current_app.extensions.get("civicline_snapshot")
+    if shared is None:
+        shared = current_app.extensions.setdefault("civicline_snapshot", _SharedSnapshot())
+    if time.monotonic() - shared.taken < max_age:
+        return shared.value
+    with shared.lock:
+        if time.monotonic() - shared.taken >= max_age:  # nobody refreshed it meanwhile
+            shared.value = live_snapshot()
+            shared.taken = time.monotonic()
+        return shared.value
 
 
 # --- reports ----------------------------------------------------------------------------

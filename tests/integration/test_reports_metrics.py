@@ -247,3 +247,23 @@ def test_waiting_work_is_summed_per_queue_and_channel_with_each_queues_target(ap
     assert channels["sms"]["sla_breaches"] == 1  # the fast queue's 61 s, not the slow one's
     assert snap["totals"]["waiting"] == 5 and snap["totals"]["longest_wait_seconds"] == 700
     assert snap["totals"]["sla_breaches"] == 2
+
+
+def test_refreshes_within_the_snapshot_age_share_one_snapshot(seeded, client, run_jobs, app):
+    """A room of supervisors and wallboards refreshing at once costs one computation per
+    ``SUPERVISOR_SNAPSHOT_MAX_AGE``; once it is older than that, the next refresh shows
+    what changed."""
+    import time
+
+    app.config["SUPERVISOR_SNAPSHOT_MAX_AGE"] = 60
+    supervisor = _headers("supervisor@civicline.example")
+    first = client.get("/api/v1/supervisor/snapshot", headers=supervisor).get_json()
+    assert first["totals"]["waiting"] == 0
+    _sms("SMage1", "AGENT", sender="+15555550444")
+    run_jobs()
+    again = client.get("/api/v1/supervisor/snapshot", headers=supervisor).get_json()
+    assert again == first  # the same snapshot, taken at the same moment
+    app.config["SUPERVISOR_SNAPSHOT_MAX_AGE"] = 0.2
+    time.sleep(0.3)
+    fresh = client.get("/api/v1/supervisor/snapshot", headers=supervisor).get_json()
+    assert fresh["totals"]["waiting"] == 1 and fresh["at"] > first["at"]
