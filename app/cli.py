@@ -59,7 +59,10 @@ def seed_demo() -> None:
               help="Comma-separated queues this worker serves, in priority order.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--no-schedules", is_flag=True, help="Do not enqueue periodic jobs here.")
-def worker(queues: str, burst: bool, no_schedules: bool) -> None:
+@click.option("--job-logs", is_flag=True,
+              help="Log every job's start and end (RQ's INFO lines); by default only "
+                   "failures, retries and warnings are logged.")
+def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool) -> None:
     """Run an RQ worker (with its scheduler) for the given queues. Needs REDIS_URL."""
     from rq import Queue, SimpleWorker
 
@@ -86,7 +89,9 @@ def worker(queues: str, burst: bool, no_schedules: bool) -> None:
                              connection=redis_store.client)
     click.echo(f"worker serving {', '.join(names)}")
     try:
-        rq_worker.work(burst=burst, with_scheduler=True)
+        # Four INFO lines per job cost a busy worker more than some of its jobs do.
+        rq_worker.work(burst=burst, with_scheduler=True,
+                       logging_level="INFO" if job_logs else "WARNING")
     finally:
         stop.set()
 

@@ -67,6 +67,24 @@ def test_cli_users_create_and_seed_is_idempotent(runner, app):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Queue)) == counts >= 5
 
 
+def test_worker_logs_each_job_only_when_asked(runner, app, caplog):
+    """A busy worker logs failures and warnings, not four lines per job; ``--job-logs``
+    brings the per-job lines back. Finished jobs are not kept in Redis."""
+    from app import jobs
+
+    if not app.config.get("REDIS_URL"):
+        assert runner.invoke(args=["worker", "--burst", "--job-logs"]).exit_code != 0
+        return
+    runner_ = app.extensions["civicline_jobs"]
+    quiet = jobs.enqueue("app.tasks.sweep_outbox")
+    assert runner.invoke(args=["worker", "--burst", "--no-schedules"]).exit_code == 0
+    assert quiet not in caplog.text
+    loud = jobs.enqueue("app.tasks.sweep_outbox")
+    assert runner.invoke(args=["worker", "--burst", "--no-schedules", "--job-logs"]).exit_code == 0
+    assert f"Job OK ({loud})" in caplog.text
+    assert runner_.connection.exists(f"rq:job:{quiet}", f"rq:job:{loud}") == 0
+
+
 def test_worker_command(runner, app):
     """With Redis the worker serves the queues; without it, it says why none is needed."""
     r = runner.invoke(args=["worker", "--burst"])
