@@ -66,7 +66,7 @@ from app.models import (
     WorkItem,
     utcnow,
 )
-from app.services import Invalid, NotFound, followup, knowledge, outbound
+from app.services import Invalid, NotFound, commit_keeping_loaded, followup, knowledge, outbound
 from app.services.intake import IntakeResult, intake
 from channels import twilio as tw
 from channels.base import InboundMessage, PermanentDeliveryError
@@ -334,14 +334,25 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
         acknowledge(ticket, answer.language if answer else ticket.language)
         return False
     lang = answer.language or ticket.language
-    for text in answer_messages(answer.text, lang):
-        if _reply(ticket, text, author_kind="bot", kind="kb_answer",
-                  kb=(answer.article_id, answer.version)) is None:
-            return False
+    # The answer's messages and the ticket's new state are written in one commit; each
+    # message is then queued for delivery and announced.
+    staged = []
+    try:
+        for text in answer_messages(answer.text, lang):
+            staged.append(outbound.queue_message(
+                ticket, "sms", text, author_kind="bot", kb=(answer.article_id, answer.version),
+                meta={"sms_kind": "kb_answer"}, commit=False))
+    except Invalid as exc:
+        db.session.rollback()
+        log.info("no kb_answer SMS for ticket %s: %s", ticket.id, exc.message)
+        return False
     ticket = db.session.get(Ticket, ticket.id)
     ticket.self_served = True
     ticket.status = "pending_citizen"
-    db.session.commit()
+    rows = [outbound.staged_outbox(item) for item in staged]
+    commit_keeping_loaded()
+    for row, item in zip(rows, staged, strict=True):
+        outbound.after_commit(row.id, item.id)
     return True
 
 
