@@ -326,6 +326,8 @@ class Outbox(TimestampMixin, db.Model):
     interaction_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("interactions.id"), index=True
     )
+    # Set when both are new: one flush writes the interaction, then this row with its id.
+    interaction: Mapped[Interaction | None] = relationship()
     ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
     channel: Mapped[str] = mapped_column(sa.String(10))
     to_address: Mapped[str] = mapped_column(sa.String(254))

@@ -113,11 +113,10 @@ def queue_message(
         created_at=now,
     )
     db.session.add(interaction)
-    db.session.flush()
     tried = list((fallback_of.payload or {}).get("tried", [])) if fallback_of else []
     row = Outbox(
         key=uuid.uuid4().hex,
-        interaction_id=interaction.id,
+        interaction=interaction,  # written after it, in the same flush
         ticket_id=ticket.id,
         channel=channel,
         to_address=to,
