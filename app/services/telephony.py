@@ -273,11 +273,13 @@ def set_consent(point: ContactPoint | None, *, opted_out: bool, note: str) -> No
 
 
 def _reply(ticket: Ticket, text: str, *, author_kind: str, kind: str,
-           kb: tuple[int, int] | None = None, to: str | None = None) -> Interaction | None:
-    """Queue one SMS to the ticket's resident; an opted-out or missing number sends nothing."""
+           kb: tuple[int, int] | None = None, to: str | None = None,
+           point: ContactPoint | None = None) -> Interaction | None:
+    """Queue one SMS to the ticket's resident (``point``: the number they texted from, when
+    known); an opted-out or missing number sends nothing."""
     try:
         return outbound.queue_message(ticket, "sms", text, to=to, author_kind=author_kind,
-                                      kb=kb, meta={"sms_kind": kind})
+                                      kb=kb, meta={"sms_kind": kind}, point=point)
     except Invalid as exc:
         db.session.rollback()
         log.info("no %s SMS for ticket %s: %s", kind, ticket.id, exc.message)
@@ -294,9 +296,10 @@ def _duration_words(seconds: float, lang: str) -> str:
     return text["minutes"].format(n=minutes)
 
 
-def acknowledge(ticket: Ticket, lang: str | None, *, agent_requested: bool = False) -> None:
+def acknowledge(ticket: Ticket, lang: str | None, *, agent_requested: bool = False,
+                point: ContactPoint | None = None) -> None:
     """Text the reference and the expected response time (once per ticket, unless the
-    resident asked for a person)."""
+    resident asked for a person), to ``point`` when the number that texted is known."""
     lang = _lang(lang or ticket.language)
     if not agent_requested and _already_acknowledged(ticket.id):
         return
@@ -311,7 +314,7 @@ def acknowledge(ticket: Ticket, lang: str | None, *, agent_requested: bool = Fal
         when = text["when_open"].format(minutes=_duration_words(seconds, lang))
     template = text["ack_agent" if agent_requested else "ack"]
     _reply(ticket, template.format(ref=ticket.reference, when=when), author_kind="system",
-           kind="ack")
+           kind="ack", point=point)
 
 
 def _already_acknowledged(ticket_id: int) -> bool:
@@ -330,8 +333,10 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
         return False
     query = (interaction.text or "").strip()
     answer = knowledge.answer_for(query, "sms", ticket.language, ticket.id) if query else None
+    # Answers go back to the number that texted (read once for every message).
+    point = _contact_point(interaction)
     if answer is None or not answer.self_service:
-        acknowledge(ticket, answer.language if answer else ticket.language)
+        acknowledge(ticket, answer.language if answer else ticket.language, point=point)
         return False
     lang = answer.language or ticket.language
     # The answer's messages and the ticket's new state are written in one commit; each
@@ -341,7 +346,7 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
         for text in answer_messages(answer.text, lang):
             staged.append(outbound.queue_message(
                 ticket, "sms", text, author_kind="bot", kb=(answer.article_id, answer.version),
-                meta={"sms_kind": "kb_answer"}, commit=False))
+                meta={"sms_kind": "kb_answer"}, commit=False, point=point))
     except Invalid as exc:
         db.session.rollback()
         log.info("no kb_answer SMS for ticket %s: %s", ticket.id, exc.message)
@@ -373,7 +378,7 @@ def sms_agent_request(interaction_id: int) -> None:
     db.session.commit()
     word = (interaction.text or "").strip().rstrip(".!?").upper()
     acknowledge(ticket, "es" if word in SPANISH_KEYWORDS else ticket.language,
-                agent_requested=True)
+                agent_requested=True, point=_contact_point(interaction))
     if item is not None:
         for route in followup.ROUTE_HOOKS:
             route(item.id)

@@ -193,6 +193,26 @@ def test_confident_answer_is_texted_with_link_and_agent_line(client, seeded, run
     assert all(r.simulated and r.status == "sent" and r.to_address == MARIA for r in rows)
 
 
+def test_answers_go_back_to_the_number_that_texted(client, seeded, open_queues, run_jobs):
+    """A resident with two phones (a newer one added later) who texts from the first gets
+    the answer and the acknowledgement on that first phone."""
+    text(client, "how do I renew my passport")
+    run_jobs()
+    citizen = db.session.scalar(sa.select(Citizen))
+    db.session.add(ContactPoint(citizen_id=citizen.id, kind="phone", value="+15555550199",
+                                verified=True))
+    db.session.commit()
+    answered = len(outbound_sms())
+    text(client, "how do I renew my passport")
+    text(client, "my neighbor's dog keeps barking at night, who do I call?")
+    run_jobs()
+    later = outbound_sms()[answered:]
+    assert later, "nothing was texted back"
+    rows = db.session.scalars(sa.select(Outbox).where(
+        Outbox.interaction_id.in_([r.id for r in later]))).all()
+    assert len(rows) == len(later) and {r.to_address for r in rows} == {MARIA}
+
+
 def test_agent_keyword_queues_the_same_ticket_and_acknowledges(client, open_queues, run_jobs):
     text(client, "how do I renew my passport")
     run_jobs()
