@@ -52,7 +52,15 @@ from app.models import (
     WorkItem,
     utcnow,
 )
-from app.services import Forbidden, Invalid, NotFound, ServiceError, followup, outbound
+from app.services import (
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+    commit_keeping_loaded,
+    followup,
+    outbound,
+)
 from app.services.contacts import normalize_email, normalize_phone
 from channels.base import DeliveryResult, InboundMessage, OutboundMessage, PermanentDeliveryError
 
@@ -462,10 +470,11 @@ def send_chat_message(ticket_id: int, text: str, agent_id: int) -> Interaction:
         raise Invalid("the message is too long", code="message_too_long")
     interaction = outbound.queue_message(ticket, "chat", text, to=visitor_id(chat.token),
                                          author_agent_id=agent.id, commit=False)
-    row_id = outbound.staged_outbox(interaction).id
+    row = outbound.staged_outbox(interaction, flush=False)
     if ticket.status == "new":
         ticket.status = "open"
-    db.session.commit()
+    commit_keeping_loaded()  # announced as written: nothing to read back
+    row_id = row.id
     realtime.emit("interaction.created", {"ticket": realtime.ticket_summary(ticket),
                                           "interaction": realtime.interaction_summary(interaction)},
                   rooms=realtime.ticket_rooms(ticket))

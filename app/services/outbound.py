@@ -136,10 +136,12 @@ def queue_message(
     return interaction
 
 
-def staged_outbox(interaction: Interaction) -> Outbox:
+def staged_outbox(interaction: Interaction, *, flush: bool = True) -> Outbox:
     """The outbox row ``queue_message(..., commit=False)`` added for this interaction
-    (no query), flushed so that it has its id."""
-    db.session.flush()
+    (no query), flushed so that it has its id. ``flush=False`` for a caller that commits
+    next (the commit's flush gives it its id, with everything else, at once)."""
+    if flush:
+        db.session.flush()
     return interaction._staged_outbox
 
 

@@ -106,7 +106,7 @@ def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None 
     if ticket.status == "new":
         ticket.status = "open"
     audit(agent, "ticket.reply", "ticket", ticket.reference, {"channel": channel})
-    row = outbound.staged_outbox(interaction)
+    row = outbound.staged_outbox(interaction, flush=False)
     commit_keeping_loaded()  # announced and returned as written: nothing to read back
     outbound.after_commit(row.id, interaction.id)
     return interaction
