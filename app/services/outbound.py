@@ -75,10 +75,12 @@ def queue_message(
     fallback_of: Outbox | None = None,
     commit: bool = True,
     point: ContactPoint | None = None,
+    deliver_now: bool = False,
 ) -> Interaction:
     """Record an outbound message and queue its delivery. Refuses opted-out addresses.
 
-    ``point``: the contact point of ``to`` when the caller has just read it."""
+    ``point``: the contact point of ``to`` when the caller has just read it.
+    ``deliver_now``: see ``after_commit``."""
     if not text or not text.strip():
         raise Invalid("a reply needs text", code="empty_reply")
     if point is None or point.citizen_id != ticket.citizen_id or (to and point.value != to) \
@@ -132,7 +134,7 @@ def queue_message(
     ticket.last_activity_at = now
     if commit:
         commit_keeping_loaded()
-        after_commit(row.id, interaction.id)
+        after_commit(row.id, interaction.id, deliver_now=deliver_now)
     return interaction
 
 
@@ -145,11 +147,30 @@ def staged_outbox(interaction: Interaction, *, flush: bool = True) -> Outbox:
     return interaction._staged_outbox
 
 
-def after_commit(outbox_id: int, interaction_id: int) -> None:
+def after_commit(outbox_id: int, interaction_id: int, *, deliver_now: bool = False) -> None:
+    """Announce a committed message and have it delivered: by its own job, or, with
+    ``deliver_now`` (for a caller that is itself a job, such as a self-service answer),
+    at once in this job; a failed attempt then goes on in the delivery job, with its
+    retries. Either way the outbox row was committed first: if this process dies while
+    sending, the sweep settles the row as it settles a delivery job's."""
     from app import jobs
 
-    jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
+    if not deliver_now:
+        jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
+        _announce(interaction_id)
+        return
     _announce(interaction_id)
+    try:
+        deliver(outbox_id)
+    except TransientDeliveryError:
+        # Counted as the first attempt; the job retries after the first backoff step.
+        jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}",
+                     delay=2)
+    except Exception:  # noqa: BLE001 - the delivery job tries again what failed here
+        log.warning("delivering outbox %s at once failed; its job takes over", outbox_id,
+                    exc_info=True)
+        db.session.rollback()
+        jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
 
 
 def _announce(interaction_id: int) -> None:

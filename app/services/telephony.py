@@ -274,12 +274,14 @@ def set_consent(point: ContactPoint | None, *, opted_out: bool, note: str) -> No
 
 def _reply(ticket: Ticket, text: str, *, author_kind: str, kind: str,
            kb: tuple[int, int] | None = None, to: str | None = None,
-           point: ContactPoint | None = None) -> Interaction | None:
+           point: ContactPoint | None = None, deliver_now: bool = False) -> Interaction | None:
     """Queue one SMS to the ticket's resident (``point``: the number they texted from, when
-    known); an opted-out or missing number sends nothing."""
+    known); an opted-out or missing number sends nothing. ``deliver_now``: from a job,
+    send it in that job (``outbound.after_commit``)."""
     try:
         return outbound.queue_message(ticket, "sms", text, to=to, author_kind=author_kind,
-                                      kb=kb, meta={"sms_kind": kind}, point=point)
+                                      kb=kb, meta={"sms_kind": kind}, point=point,
+                                      deliver_now=deliver_now)
     except Invalid as exc:
         db.session.rollback()
         log.info("no %s SMS for ticket %s: %s", kind, ticket.id, exc.message)
@@ -313,8 +315,9 @@ def acknowledge(ticket: Ticket, lang: str | None, *, agent_requested: bool = Fal
             seconds = max(seconds, estimated_wait(queue, waiting_ahead(queue) + 1))
         when = text["when_open"].format(minutes=_duration_words(seconds, lang))
     template = text["ack_agent" if agent_requested else "ack"]
+    # Called by jobs only (the follow-up of a text, an AGENT request): sent in that job.
     _reply(ticket, template.format(ref=ticket.reference, when=when), author_kind="system",
-           kind="ack", point=point)
+           kind="ack", point=point, deliver_now=True)
 
 
 def _already_acknowledged(ticket_id: int) -> bool:
@@ -340,7 +343,7 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
         return False
     lang = answer.language or ticket.language
     # The answer's messages and the ticket's new state are written in one commit; each
-    # message is then queued for delivery and announced.
+    # message is then announced and sent, in this job.
     staged = []
     try:
         for text in answer_messages(answer.text, lang):
@@ -356,8 +359,8 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
     ticket.status = "pending_citizen"
     rows = [outbound.staged_outbox(item, flush=False) for item in staged]
     commit_keeping_loaded()
-    for row, item in zip(rows, staged, strict=True):
-        outbound.after_commit(row.id, item.id)
+    for row, item in zip(rows, staged, strict=True):  # in order, in this job
+        outbound.after_commit(row.id, item.id, deliver_now=True)
     return True
 
 

@@ -327,6 +327,26 @@ def test_replies_go_through_the_messages_api(client, seeded, twilio_http, run_jo
     assert replies[0].provider_id == row.provider_id
 
 
+def test_the_follow_up_job_sends_its_own_answer_and_a_failure_goes_to_a_delivery_job(
+        client, seeded, twilio_http, run_jobs):
+    """A self-service answer is sent by the follow-up job that wrote it (no job of its
+    own, no wait in the outbound queue); when that attempt fails, the delivery job retries
+    it, and it is sent once."""
+    text(client, "how do I renew my passport")
+    assert run_jobs() == 1  # the follow-up only
+    replies = outbound_sms()
+    assert replies and all(r.provider_id for r in replies)  # accepted by Twilio
+    assert len(twilio_http.requests_to("/Messages.json")) == len(replies)
+    twilio_http.server_error(times=1)
+    text(client, "how do I renew my passport", sender="+15555550177")
+    assert run_jobs() == 2  # the follow-up, then the delivery job after the failure
+    later = outbound_sms()[len(replies):]
+    rows = db.session.scalars(sa.select(Outbox).where(
+        Outbox.interaction_id.in_([r.id for r in later]))).all()
+    assert rows and all(r.status == "sent" for r in rows)
+    assert sorted(r.attempts for r in rows) == [1] * (len(rows) - 1) + [2]
+
+
 @pytest.mark.parametrize("script", ["server_error", "rate_limited", "network_error"])
 def test_transient_errors_are_retried(client, app, twilio_http, run_jobs, script):
     getattr(twilio_http, script)(times=2)
