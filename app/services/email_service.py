@@ -331,8 +331,10 @@ def reply_by_email(
     kb: tuple[int, int] | None = None,
     automatic: bool = False,
     meta: dict[str, Any] | None = None,
+    deliver_now: bool = False,
 ) -> Interaction:
-    """Queue an email to the resident, threaded under their last message on the ticket."""
+    """Queue an email to the resident, threaded under their last message on the ticket.
+    ``deliver_now``: from a job, send it in that job (``outbound.after_commit``)."""
     parent = last_inbound_email(ticket.id)
     to = None
     if parent is not None and parent.contact_point_id:
@@ -360,7 +362,7 @@ def reply_by_email(
         "automatic": automatic,
     }
     db.session.commit()
-    outbound.after_commit(row.id, interaction.id)
+    outbound.after_commit(row.id, interaction.id, deliver_now=deliver_now)
     return interaction
 
 
@@ -498,6 +500,7 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
             kb=(answer.article_id, answer.version),
             automatic=True,
             meta={"kb_confidence": round(answer.confidence, 3)},
+            deliver_now=True,  # the follow-up job sends it
         )
         return True
     lang = _lang(ticket)
@@ -508,6 +511,7 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
         author_kind="system",
         automatic=True,
         meta={"acknowledgement": True},
+        deliver_now=True,
     )
     return False
 
