@@ -1,7 +1,8 @@
 """Outbound: every reply is an Interaction plus an Outbox row, sent by a job.
 
-``queue_message`` writes both in one commit and enqueues ``deliver_outbox``; the job
-sends through the channel's registered sender, or, when the channel has no provider
+``queue_message`` writes both in one commit and enqueues ``deliver_outbox`` (a job that
+writes a message, such as a self-service answer, sends it itself: ``after_commit``); the
+job sends through the channel's registered sender, or, when the channel has no provider
 configured (no Twilio or SMTP credentials), records the message in the simulator outbox.
 Transient failures are retried with backoff (up to ``MAX_ATTEMPTS``); permanent failures
 and exhausted retries mark the interaction failed and hand the message to the next
