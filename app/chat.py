@@ -474,17 +474,8 @@ def send_chat_message(ticket_id: int, text: str, agent_id: int) -> Interaction:
     if ticket.status == "new":
         ticket.status = "open"
     commit_keeping_loaded()  # announced as written: nothing to read back
-    row_id = row.id
-    realtime.emit("interaction.created", {"ticket": realtime.ticket_summary(ticket),
-                                          "interaction": realtime.interaction_summary(interaction)},
-                  rooms=realtime.ticket_rooms(ticket))
-    try:
-        outbound.deliver(row_id)  # live now; the sweep re-queues it if this process dies
-    except Exception:  # noqa: BLE001 - the job retries what the live attempt could not do
-        db.session.rollback()
-        from app import jobs
-
-        jobs.enqueue("app.tasks.deliver_outbox", row_id, job_id=f"outbox-{row_id}")
+    # Announced, then shown to the resident live; the delivery job takes over a failure.
+    outbound.after_commit(row.id, interaction.id, deliver_now=True)
     db.session.expire_all()
     return db.session.get(Interaction, interaction.id)
 

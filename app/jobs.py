@@ -24,9 +24,12 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
+
+if TYPE_CHECKING:
+    from app.realtime import HeldPublishes
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -99,7 +102,7 @@ def enqueue(
     delay: float | None = None,
     job_id: str | None = None,
     queue: str | None = None,
-    publishes=None,
+    publishes: HeldPublishes | None = None,
 ) -> str:
     """Queue ``func(*args)`` on its queue (or ``queue``), now or after ``delay`` seconds.
 

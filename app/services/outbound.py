@@ -150,28 +150,31 @@ def staged_outbox(interaction: Interaction, *, flush: bool = True) -> Outbox:
 
 def after_commit(outbox_id: int, interaction_id: int, *, deliver_now: bool = False) -> None:
     """Announce a committed message and have it delivered: by its own job, or, with
-    ``deliver_now`` (for a caller that is itself a job, such as a self-service answer),
-    at once in this job; a failed attempt then goes on in the delivery job, with its
-    retries. Either way the outbox row was committed first: if this process dies while
-    sending, the sweep settles the row as it settles a delivery job's."""
-    from app import jobs
-
-    if not deliver_now:
-        jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
-        _announce(interaction_id)
-        return
+    ``deliver_now``, at once, here (a job that writes a message, such as a self-service
+    answer, or a live chat reply); a failed attempt then goes on in the delivery job, with
+    its retries. Either way the outbox row was committed first: if this process dies
+    while sending, the sweep settles the row as it settles a delivery job's."""
     _announce(interaction_id)
+    if not deliver_now:
+        queue_delivery(outbox_id)
+        return
     try:
         deliver(outbox_id)
     except TransientDeliveryError:
-        # Counted as the first attempt; the job retries after the first backoff step.
-        jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}",
-                     delay=2)
+        queue_delivery(outbox_id, delay=2)  # attempt 1 is counted; the backoff goes on
     except Exception:  # noqa: BLE001 - the delivery job tries again what failed here
         log.warning("delivering outbox %s at once failed; its job takes over", outbox_id,
                     exc_info=True)
         db.session.rollback()
-        jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}")
+        queue_delivery(outbox_id)
+
+
+def queue_delivery(outbox_id: int, delay: float | None = None) -> None:
+    """The delivery job of one outbox row (one job id per row)."""
+    from app import jobs
+
+    jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}",
+                 delay=delay)
 
 
 def _announce(interaction_id: int) -> None:
