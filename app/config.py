@@ -110,10 +110,9 @@ class Config:
     # Rate limits never turn a Redis outage into errors: limits fall back to memory.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_SWALLOW_ERRORS = True
-    # Webhooks are limited per source address, generously: a provider retrying a burst
-    # must get through, a flood must not reach the database.
-    # Per source address. Twilio posts from a pool of addresses, so this only stops a
-    # flood from one source; raise it for very busy lines.
+    # Webhooks are limited per source address, and only their unauthenticated requests
+    # (a wrong Twilio signature, a wrong email secret) count: a flood of forged requests
+    # must not reach the database, and what the provider authenticated is never refused.
     RATELIMIT_TWILIO = _env("RATELIMIT_TWILIO", "6000 per minute")
     RATELIMIT_EMAIL_WEBHOOK = _env("RATELIMIT_EMAIL_WEBHOOK", "1200 per minute")
     # Outbox sweep: rows pending this long lost their job; a row "sending" longer than

@@ -69,18 +69,34 @@ def test_kiosk_check_in_flood_gets_429(limited, seeded):
     _assert_json_429(limited.post("/api/v1/walkins", json={"queue": "nope"}))
 
 
-def test_twilio_flood_gets_an_empty_twiml_429_across_all_its_paths(limited):
+def test_twilio_flood_of_forged_requests_gets_an_empty_twiml_429_across_all_its_paths(
+        limited):
     form = sms_form("hi", "SM" + "3" * 32)
     for path in ("/webhooks/twilio/sms", "/webhooks/twilio/status", "/webhooks/twilio/voice",
                  "/webhooks/twilio/sms", "/webhooks/twilio/voice/wait"):
         assert post_twilio(limited, path, form, signed=False).status_code == 403
-    response = post_twilio(limited, "/webhooks/twilio/sms", form)
+    response = post_twilio(limited, "/webhooks/twilio/sms", form, signed=False)
     assert response.status_code == 429
     assert response.mimetype == "text/xml"
     assert response.get_data(as_text=True).endswith("<Response />")
     assert "Retry-After" in response.headers
-    assert post_twilio(limited, "/webhooks/twilio/sms", form,
-                       environ_base=ELSEWHERE).status_code == 200
+    # Another source has its own budget.
+    assert post_twilio(limited, "/webhooks/twilio/sms", form, signed=False,
+                       environ_base=ELSEWHERE).status_code == 403
+
+
+def test_what_twilio_signed_is_never_throttled(limited):
+    """Only forged requests spend the budget: a resident's message that Twilio signed is
+    taken even from a source over its limit, and a busy line's own traffic never is."""
+    for n in range(8):
+        form = sms_form(f"message {n}", f"SM{n:032d}")
+        assert post_twilio(limited, "/webhooks/twilio/sms", form).status_code == 200
+    forged = sms_form("hi", "SM" + "4" * 32)
+    for _ in range(5):
+        assert post_twilio(limited, "/webhooks/twilio/sms", forged, signed=False).status_code == 403
+    assert post_twilio(limited, "/webhooks/twilio/sms", forged, signed=False).status_code == 429
+    signed = sms_form("still here", "SM" + "5" * 32)
+    assert post_twilio(limited, "/webhooks/twilio/sms", signed).status_code == 200
 
 
 def test_email_webhook_flood_gets_429(limited):
@@ -88,3 +104,8 @@ def test_email_webhook_flood_gets_429(limited):
     for _ in range(3):
         assert limited.post("/webhooks/email", data=b"x", headers=headers).status_code == 401
     _assert_json_429(limited.post("/webhooks/email", data=b"x", headers=headers))
+    # The relay's own messages, with the right secret, are still taken from that source.
+    message = (b"From: Resident <resident@example.org>\r\nTo: help@city.example\r\n"
+               b"Subject: Pothole\r\nMessage-ID: <limit-1@example.org>\r\n\r\nStill here.\r\n")
+    right = {"Content-Type": "message/rfc822", "Authorization": "Bearer test-email-secret"}
+    assert limited.post("/webhooks/email", data=message, headers=right).status_code in (200, 202)
