@@ -16,7 +16,8 @@ What it does, in one run:
    * signed ``POST /webhooks/twilio/sms`` for ``--seconds`` (30% of messages from
      returning numbers, 2% replays of an earlier MessageSid): the peak rate;
    * ``GET /static/simulator.js`` (a small static file) of the same server for the
-     same time: the trivial baseline;
+     same time: the trivial baseline. The two take turns (``--turns``, 3: a third of
+     the time each, in turn) so that both meet the same machine;
    * signed SMS webhooks paced at half the peak rate (open loop): p99 there.
 4. Counts errors and duplicate interactions (two rows for one MessageSid; must be 0).
 
@@ -116,8 +117,10 @@ class Messages:
 class Stats:
     def __init__(self, name: str):
         self.name, self.latencies, self.errors, self.started = name, [], 0, time.monotonic()
+        self.elapsed = 0.0  # time spent in finished turns (``closed_loop``)
 
-    def report(self, elapsed: float) -> dict[str, float]:
+    def report(self, elapsed: float | None = None) -> dict[str, float]:
+        elapsed = self.elapsed if elapsed is None else elapsed
         ok = len(self.latencies)
         return {"rps": ok / elapsed, "p50": percentile(self.latencies, 0.5) * 1000,
                 "p99": percentile(self.latencies, 0.99) * 1000, "errors": self.errors, "n": ok}
@@ -137,22 +140,23 @@ async def _one(session, stats: Stats, method: str, url: str, data=None, headers=
     stats.latencies.append(time.perf_counter() - start)
 
 
-async def _progress(stats: Stats, stop_at: float) -> None:
+async def _progress(stats: Stats, stop_at: float, since: float | None = None) -> None:
     while time.monotonic() < stop_at:
         await asyncio.sleep(5)
-        elapsed = time.monotonic() - stats.started
+        elapsed = stats.elapsed + time.monotonic() - (since or stats.started)
         print(f"  {stats.name}: {len(stats.latencies)} ok, {stats.errors} errors, "
               f"{len(stats.latencies) / elapsed:.0f} req/s", flush=True)
 
 
-async def closed_loop(name: str, request, bases: list[str], seconds: float,
-                      concurrency: int) -> dict:
-    """``concurrency`` clients, each with its own connection to one web process (spread
-    evenly over ``bases``), each sending its next request when the last is answered."""
+async def closed_loop(stats: Stats, request, bases: list[str], seconds: float,
+                      concurrency: int) -> None:
+    """One turn of ``seconds``: ``concurrency`` clients, each with its own connection to
+    one web process (spread evenly over ``bases``), each sending its next request when the
+    last is answered. Adds to ``stats``."""
     import aiohttp
 
-    stats = Stats(name)
-    stop_at = time.monotonic() + seconds
+    began = time.monotonic()
+    stop_at = began + seconds
     async def worker(base: str):
         async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=1)) as session:
@@ -160,10 +164,10 @@ async def closed_loop(name: str, request, bases: list[str], seconds: float,
                 method, path, data, headers = request()
                 await _one(session, stats, method, base + path, data, headers)
 
-    ticker = asyncio.create_task(_progress(stats, stop_at))
+    ticker = asyncio.create_task(_progress(stats, stop_at, began))
     await asyncio.gather(*(worker(bases[n % len(bases)]) for n in range(concurrency)))
     ticker.cancel()
-    return stats.report(time.monotonic() - stats.started)
+    stats.elapsed += time.monotonic() - began
 
 
 async def paced(name: str, request, bases: list[str], seconds: float, rate: float,
@@ -211,11 +215,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--web", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--turns", type=int, default=3,
+                        help="alternating turns of SMS webhooks and the static file")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
         raise SystemExit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
-    if args.web < 1 or args.concurrency < 1 or args.seconds <= 0:
-        raise SystemExit("--web and --concurrency take 1 or more, --seconds more than 0")
+    if args.web < 1 or args.concurrency < 1 or args.turns < 1 or args.seconds <= 0:
+        raise SystemExit("--web, --concurrency and --turns take 1 or more, --seconds more "
+                         "than 0")
 
     ports = [free_port() for _ in range(args.web)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
@@ -244,12 +251,17 @@ def main() -> None:
         def trivial_request():
             return "GET", "/static/simulator.js", None, None
 
-        print(f"SMS webhooks, {args.concurrency} concurrent, {args.seconds:.0f} s", flush=True)
-        sms = asyncio.run(closed_loop("sms", sms_request, bases, args.seconds,
-                                      args.concurrency))
-        print(f"static file, {args.concurrency} concurrent, {args.seconds:.0f} s", flush=True)
-        trivial = asyncio.run(closed_loop("trivial", trivial_request, bases, args.seconds,
-                                          args.concurrency))
+        # The two peak rates are measured in alternating turns, so that both meet the
+        # same machine: on a shared host the speed of the CPU drifts within a run.
+        sms_stats, trivial_stats = Stats("sms"), Stats("trivial")
+        turn = args.seconds / args.turns
+        for n in range(args.turns):
+            print(f"turn {n + 1}/{args.turns}: SMS webhooks, then the static file, "
+                  f"{args.concurrency} concurrent, {turn:.0f} s each", flush=True)
+            asyncio.run(closed_loop(sms_stats, sms_request, bases, turn, args.concurrency))
+            asyncio.run(closed_loop(trivial_stats, trivial_request, bases, turn,
+                                    args.concurrency))
+        sms, trivial = sms_stats.report(), trivial_stats.report()
         half = max(1.0, sms["rps"] / 2)
         print(f"SMS webhooks paced at {half:.0f} req/s (half the peak), {args.seconds:.0f} s",
               flush=True)
