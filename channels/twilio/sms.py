@@ -8,6 +8,7 @@ non-Latin scripts reach the ticket unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Literal
 
@@ -135,7 +136,14 @@ def messaging_twiml(text: str | None = None) -> str:
     An empty ``<Response/>`` acknowledges the message without replying (the usual case:
     replies go out later through the outbox so they are retried and tracked).
     """
+    if not text:
+        return _empty_messaging_twiml()
     response = MessagingResponse()
-    if text:
-        response.message(text)
+    response.message(text)
     return str(response)
+
+
+@functools.cache
+def _empty_messaging_twiml() -> str:
+    """The answer to almost every messaging webhook, built once by the SDK."""
+    return str(MessagingResponse())
