@@ -115,3 +115,16 @@ def test_public_url(seen, base, expected):
 def test_public_url_rejects_relative_base():
     with pytest.raises(ValueError, match="PUBLIC_BASE_URL"):
         public_url("http://app/x", "example.gov")
+
+
+def test_a_body_hash_in_the_url_is_checked_against_the_body():
+    """A JSON webhook signs its URL, whose ``bodySHA256`` must match the body: a body
+    swapped under a valid URL signature fails."""
+    import hashlib
+
+    body = '{"event": "delivered"}'
+    url = "https://civicline.example.gov/webhooks/twilio/status?bodySHA256=" + (
+        hashlib.sha256(body.encode()).hexdigest())
+    signature = sign(TOKEN, url, {})
+    assert verify(TOKEN, url, body, signature)
+    assert not verify(TOKEN, url, '{"event": "forged"}', signature)
