@@ -255,6 +255,8 @@ class Ticket(TimestampMixin, db.Model):
     referral: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
     citizen: Mapped[Citizen] = relationship()
+    # The address the resident opened the ticket from (replies go back to it).
+    contact_point: Mapped[ContactPoint | None] = relationship()
     queue: Mapped[Queue | None] = relationship()
     assigned_agent: Mapped[User | None] = relationship()
 

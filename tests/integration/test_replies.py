@@ -33,6 +33,20 @@ def test_reply_goes_out_on_the_residents_channel(client, auth_headers, run_jobs)
     assert [i["direction"] for i in detail["timeline"]] == ["inbound", "outbound"]
 
 
+def test_reply_goes_to_the_number_that_texted(client, auth_headers, run_jobs):
+    """A resident with two phones (the newer one added later) who texts from the first is
+    answered on the first, not on their newest number."""
+    t = _sms(sender="+15555550900")
+    db.session.add(ContactPoint(citizen_id=t.citizen_id, kind="phone", value="+15555550988"))
+    db.session.commit()
+    r = client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=auth_headers(),
+                    json={"text": "Your permit is ready."})
+    assert r.status_code == 201 and r.json["channel"] == "sms"
+    run_jobs()
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(Outbox.to_address)) == "+15555550900"
+
+
 def test_opted_out_number_offers_email_instead_and_sends_nothing(client, auth_headers, run_jobs):
     t = _sms()
     point = db.session.scalar(sa.select(ContactPoint))
