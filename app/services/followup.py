@@ -74,11 +74,16 @@ def ensure_work_item(ticket: Ticket) -> WorkItem | None:
     return item
 
 
+_WITH_CITIZEN = [sa.orm.joinedload(Ticket.citizen), sa.orm.joinedload(Ticket.contact_point)]
+
+
 def process_inbound(interaction_id: int) -> None:
     interaction = db.session.get(Interaction, interaction_id)
     if interaction is None:
         return
-    ticket = db.session.get(Ticket, interaction.ticket_id)
+    # With its citizen and address: the answer or acknowledgement goes to that address,
+    # and its metrics count the citizen's segment, without a query for either.
+    ticket = db.session.get(Ticket, interaction.ticket_id, options=_WITH_CITIZEN)
     for pre in PRE_HOOKS:
         if pre(interaction, ticket):
             db.session.commit()
