@@ -44,6 +44,8 @@ def _signed_by_twilio() -> bool:
     """Signed Twilio requests pass the limiter without a look at its rules (the filter
     runs for every request, so it asks the blueprint first)."""
     return request.blueprint == bp.name and signature_is_valid()
+
+
 # Each app plugs in the SMS sender and self-service hook when it registers the blueprint.
 bp.record(lambda _state: telephony.register())
 

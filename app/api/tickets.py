@@ -47,14 +47,9 @@ def list_tickets(query):
     return {"items": rows, "next_cursor": _encode_cursor(rows[-1].id) if more and rows else None}
 
 
-_WITH_CITIZEN = [sa.orm.joinedload(Ticket.citizen), sa.orm.joinedload(Ticket.contact_point)]
-
-
 def _ticket(ref: str) -> Ticket:
     ticket_id = int(ref) if ref.isdigit() else Ticket.id_from_reference(ref)
-    # With its citizen and address, read in the same query: a reply needs both (where it
-    # goes; the citizen's segment, which its metrics count).
-    ticket = db.session.get(Ticket, ticket_id, options=_WITH_CITIZEN) if ticket_id else None
+    ticket = ticket_service.get(ticket_id) if ticket_id else None
     if ticket is not None and not ref.isdigit() and ticket.reference != ref.upper():
         ticket = None
     if ticket is None:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import OPEN_STATUSES, Interaction, Queue, Ticket, WorkItem, utcnow
+from app.services import tickets
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +75,11 @@ def ensure_work_item(ticket: Ticket) -> WorkItem | None:
     return item
 
 
-_WITH_CITIZEN = [sa.orm.joinedload(Ticket.citizen), sa.orm.joinedload(Ticket.contact_point)]
-
-
 def process_inbound(interaction_id: int) -> None:
     interaction = db.session.get(Interaction, interaction_id)
     if interaction is None:
         return
-    # With its citizen and address: the answer or acknowledgement goes to that address,
-    # and its metrics count the citizen's segment, without a query for either.
-    ticket = db.session.get(Ticket, interaction.ticket_id, options=_WITH_CITIZEN)
+    ticket = tickets.get(interaction.ticket_id)
     for pre in PRE_HOOKS:
         if pre(interaction, ticket):
             db.session.commit()

@@ -61,6 +61,18 @@ def _contact_point(citizen_id: int, channel: str, address: str | None) -> Contac
     return db.session.scalar(query.order_by(ContactPoint.id.desc()).limit(1))
 
 
+def contact_point_for(ticket: Ticket, channel: str, address: str | None = None
+                      ) -> ContactPoint | None:
+    """Where a message on ``channel`` about ``ticket`` goes: the address the resident
+    opened the ticket from when it is on that channel (a resident with two phones is
+    answered on the one that texted), else their newest address on it."""
+    own = ticket.contact_point if ticket.contact_point_id else None
+    if own is not None and own.citizen_id == ticket.citizen_id and (
+            own.kind == CHANNEL_CONTACT_KIND.get(channel)) and address in (None, own.value):
+        return own
+    return _contact_point(ticket.citizen_id, channel, address)
+
+
 def queue_message(
     ticket: Ticket,
     channel: str,
@@ -86,7 +98,7 @@ def queue_message(
         raise Invalid("a reply needs text", code="empty_reply")
     if point is None or point.citizen_id != ticket.citizen_id or (to and point.value != to) \
             or point.kind != CHANNEL_CONTACT_KIND.get(channel):
-        point = _contact_point(ticket.citizen_id, channel, to)
+        point = contact_point_for(ticket, channel, to)
     if to is None:
         if point is None:
             raise Invalid(f"the citizen has no {channel} address", code="unreachable")

@@ -3,10 +3,10 @@
 The reply channel is the agent's explicit choice when given (among reachable channels),
 else the ticket's own channel when the resident can still be reached on it (a live chat,
 a phone that has not opted out, an email address), else the next channel from the
-citizen's channel-preference profile. On the ticket's own channel the reply goes to the
-address the resident wrote from (a resident with two phones is answered on the one that
-texted), else to their newest address on that channel. The decision and its reason are stored on the
-interaction (``metadata.reach_reason``) so the console can show why.
+citizen's channel-preference profile; on a channel it goes to the address the resident
+wrote from, else to their newest one (``outbound.contact_point_for``). The decision and
+its reason are stored on the interaction (``metadata.reach_reason``) so the console can
+show why.
 """
 
 from __future__ import annotations
@@ -60,11 +60,7 @@ def _default(ticket: Ticket) -> tuple[str, str | None, str, ContactPoint | None]
     """The default channel, address and reason, with the contact point when it was read
     (the reply then needs no second look-up)."""
     if ticket.channel in ("sms", "email", "chat"):
-        point = ticket.contact_point
-        if point is None or point.citizen_id != ticket.citizen_id or (
-                point.kind != reach.KIND_FOR[ticket.channel]):
-            # No address of its own on the ticket's channel: the citizen's newest one.
-            point = outbound._contact_point(ticket.citizen_id, ticket.channel, None)
+        point = outbound.contact_point_for(ticket, ticket.channel)
         if point is not None and not (ticket.channel == "sms" and point.opted_out):
             return (ticket.channel, point.value,
                     f"{ticket.channel}: the channel the resident used", point)

@@ -274,14 +274,16 @@ def set_consent(point: ContactPoint | None, *, opted_out: bool, note: str) -> No
 
 def _reply(ticket: Ticket, text: str, *, author_kind: str, kind: str,
            kb: tuple[int, int] | None = None, to: str | None = None,
-           point: ContactPoint | None = None, deliver_now: bool = False) -> Interaction | None:
+           point: ContactPoint | None = None, deliver_now: bool = False,
+           commit: bool = True) -> Interaction | None:
     """Queue one SMS to the ticket's resident (``point``: the number they texted from, when
-    known); an opted-out or missing number sends nothing. ``deliver_now``: from a job,
-    send it in that job (``outbound.after_commit``)."""
+    known); an opted-out or missing number sends nothing, and nothing staged before it in
+    this transaction either. ``deliver_now``: from a job, send it in that job
+    (``outbound.after_commit``); ``commit=False``: stage it (``queue_message``)."""
     try:
         return outbound.queue_message(ticket, "sms", text, to=to, author_kind=author_kind,
                                       kb=kb, meta={"sms_kind": kind}, point=point,
-                                      deliver_now=deliver_now)
+                                      deliver_now=deliver_now, commit=commit)
     except Invalid as exc:
         db.session.rollback()
         log.info("no %s SMS for ticket %s: %s", kind, ticket.id, exc.message)
@@ -345,15 +347,12 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
     # The answer's messages and the ticket's new state are written in one commit; each
     # message is then announced and sent, in this job.
     staged = []
-    try:
-        for text in answer_messages(answer.text, lang):
-            staged.append(outbound.queue_message(
-                ticket, "sms", text, author_kind="bot", kb=(answer.article_id, answer.version),
-                meta={"sms_kind": "kb_answer"}, commit=False, point=point))
-    except Invalid as exc:
-        db.session.rollback()
-        log.info("no kb_answer SMS for ticket %s: %s", ticket.id, exc.message)
-        return False
+    for text in answer_messages(answer.text, lang):
+        item = _reply(ticket, text, author_kind="bot", kind="kb_answer",
+                      kb=(answer.article_id, answer.version), point=point, commit=False)
+        if item is None:
+            return False
+        staged.append(item)
     ticket = db.session.get(Ticket, ticket.id)
     ticket.self_served = True
     ticket.status = "pending_citizen"
