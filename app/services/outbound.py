@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 CHANNEL_CONTACT_KIND = {"sms": "phone", "voice": "phone", "email": "email", "chat": "chat"}
+# Channels whose sender only shows the message on a socket the resident holds open: a
+# message on them is delivered in the request that wrote it (``after_commit`` with
+# ``deliver_now``), not by a job, so a live chat answer reaches the resident at once.
+LIVE_CHANNELS = frozenset({"chat"})
 Sender = Callable[[OutboundMessage], DeliveryResult]
 _SENDERS: dict[str, Callable[[Any], Sender | None]] = {}
 

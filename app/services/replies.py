@@ -110,7 +110,8 @@ def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None 
     audit(agent, "ticket.reply", "ticket", ticket.reference, {"channel": channel})
     row = outbound.staged_outbox(interaction, flush=False)
     commit_keeping_loaded()  # announced and returned as written: nothing to read back
-    outbound.after_commit(row.id, interaction.id)
+    outbound.after_commit(row.id, interaction.id,
+                          deliver_now=channel in outbound.LIVE_CHANNELS)
     return interaction
 
 

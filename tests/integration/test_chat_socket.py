@@ -255,7 +255,8 @@ def test_first_line_still_gets_the_follow_up_and_the_ack_matches_the_stored_mess
 
 
 def test_agent_message_arrives_live_with_typing_and_read_receipt(app, live_server, resident,
-                                                                 make_user, general_queue):
+                                                                 make_user, general_queue,
+                                                                 client, auth_headers):
     from app.auth import issue_token
     from app.chat import send_chat_message
 
@@ -286,6 +287,15 @@ def test_agent_message_arrives_live_with_typing_and_read_receipt(app, live_serve
                          namespace="/agent")
         assert ack["ok"] and ack["delivery_status"] == "delivered"
         r.wait_for("chat.message", lambda d: d["text"] == "Anything else?")
+        # And through the console's reply box (the REST API): shown at once as well, no
+        # job in between (none runs in this test).
+        reference = db.session.get(Ticket, ticket_id).reference
+        answer = client.post(f"/api/v1/tickets/{reference}/reply",
+                             headers=auth_headers(user=agent_user),
+                             json={"text": "The truck comes at 9.", "channel": "chat"})
+        assert answer.status_code == 201 and answer.json["delivery_status"] == "delivered"
+        shown = r.wait_for("chat.message", lambda d: d["text"] == "The truck comes at 9.")
+        assert shown["author"] == "agent" and shown["id"] == answer.json["id"]
         # Read receipt: stored on the session and shown to agents.
         assert r.call("chat.read", {"interaction_id": ack["id"]})["ok"]
         assert _wait(lambda: any(n == "chat.read" and d["interaction_id"] == ack["id"]
