@@ -161,6 +161,11 @@ class KnowledgeBase:
         self.base_url = base_url
         self.thresholds = {**THRESHOLDS, **(thresholds or {})}
         self.semantic = semantic
+        # Renderings of current articles, per (id, language, version, channel): an answer
+        # renders the same article the same way every time (Markdown, sentence splitting
+        # and SMS segment fitting cost more than the search), so each is rendered once.
+        # ``upsert`` and ``remove`` drop them with the articles they came from.
+        self._renderings: dict[tuple[str, str, int, str], Rendering] = {}
         if semantic is not None:
             semantic.build(index.articles())
 
@@ -182,14 +187,27 @@ class KnowledgeBase:
         return None if self.semantic is None else self.semantic.fuse
 
     def upsert(self, article: Article) -> None:
+        self._renderings.clear()
         self.index.upsert(article)
         if self.semantic is not None:
             self.semantic.upsert(article)
 
     def remove(self, article_id: str) -> None:
+        self._renderings.clear()
         self.index.remove(article_id)
         if self.semantic is not None:
             self.semantic.remove(article_id)
+
+    def rendering(self, article: Article, channel: str) -> Rendering:
+        """``article`` (a current article of this knowledge base) rendered for
+        ``channel``, rendered once."""
+        key = (article.id, article.language, article.version, channel)
+        cached = self._renderings.get(key)
+        if cached is None:
+            if len(self._renderings) >= 4096:
+                self._renderings.clear()
+            cached = self._renderings[key] = render(article, channel, self.base_url)
+        return cached
 
     def search(self, query: str, lang: str | None = None, limit: int = 10) -> list[Hit]:
         return self.index.search(query, lang, limit, self.fuse)
@@ -213,7 +231,7 @@ class KnowledgeBase:
             return Answer(None, None, 0.0, None, False, language, result.hits)
         article = self.index.translation(article, language) or article
         score = confidence(result)
-        rendering = render(article, channel, self.base_url)
+        rendering = self.rendering(article, channel)
         return Answer(
             article=article,
             version=article.version,

@@ -34,7 +34,6 @@ from knowledge_base import (
     KBError,
     deflection_rate,
     gap_report,
-    render,
 )
 from knowledge_base.render import article_url
 from knowledge_base.search import normalize_language
@@ -228,7 +227,7 @@ def suggestions_for_ticket(ticket_id: int, limit: int = 3) -> list[KBSuggestion]
             article = kb.index.article(hit.article_id)
             if article is None:
                 continue
-            rendering = render(article, channel, holder.base_url)
+            rendering = kb.rendering(article, channel)
             out.append(KBSuggestion(
                 article_id=int(article.id), version=article.version, title=article.title,
                 score=hit.score, snippet=hit.snippet, text=rendering.text,

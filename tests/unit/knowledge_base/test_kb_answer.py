@@ -62,3 +62,18 @@ def test_suggest_for_ticket_messages(kb):
     assert len(hits) == 3
     assert {h.article_id for h in hits[:2]} == {"trash-missed-pickup", "bulk-pickup"}
     assert kb.suggest(["", "🙂"]) == []
+
+
+def test_an_edited_article_is_answered_with_its_new_text(kb):
+    from dataclasses import replace
+
+    first = kb.answer("how do I renew my passport by mail", "sms")
+    again = kb.answer("renew passport by mail", "sms")
+    assert again.rendering == first.rendering
+    edited = replace(first.article, version=first.version + 1,
+                     channel_overrides={"sms": "Renew by mail with form DS-82 and a photo."})
+    kb.upsert(edited)
+    after = kb.answer("how do I renew my passport by mail", "sms")
+    assert after.version == first.version + 1
+    assert after.rendering.text.startswith("Renew by mail with form DS-82 and a photo.")
+    assert after.rendering.text != first.rendering.text
