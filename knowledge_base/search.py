@@ -42,6 +42,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from knowledge_base.errors import KBError
 from knowledge_base.models import Article
@@ -245,13 +246,22 @@ _SENTENCE_RE = re.compile(r"(?<=[.!?。！？])\s*|\n+")
 _MD_RE = re.compile(r"[*_`#>]+|\[([^\]]*)\]\([^)]*\)|^\s*[-+]\s+", re.M)
 
 
+@lru_cache(maxsize=4096)
+def _sentences(body: str, lang: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """The body's sentences with their index terms: the same for every query, so split
+    and analyzed once per article body (not for every hit of every search)."""
+    text = _MD_RE.sub(lambda m: m.group(1) or "", body)
+    return tuple((s, frozenset(analyze(s, lang)))
+                 for s in (part.strip() for part in _SENTENCE_RE.split(text) if part)
+                 if s)
+
+
 def make_snippet(body: str, lang: str, terms: set[str], width: int = 160) -> str:
     """The body sentence sharing most terms with the query, cut to ``width`` chars."""
-    text = _MD_RE.sub(lambda m: m.group(1) or "", body)
-    sentences = [s.strip() for s in _SENTENCE_RE.split(text) if s and s.strip()]
+    sentences = _sentences(body, lang)
     if not sentences:
         return ""
-    best = max(sentences, key=lambda s: (len(terms.intersection(analyze(s, lang))), -len(s)))
+    best = max(sentences, key=lambda s: (len(s[1] & terms), -len(s[0])))[0]
     if len(best) <= width:
         return best
     cut = best[:width].rsplit(" ", 1)[0] if " " in best[:width] else best[:width]
