@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,3 +135,22 @@ class Runner:
             self.conn.execute(statement, params)
         else:
             self._run(statement, params)
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def autocommit_engine() -> sa.Engine | None:
+    """The app's engine in autocommit mode (same pool), for a write that is one statement,
+    atomic on its own, and needs no BEGIN and COMMIT around it (two round trips of three):
+    PostgreSQL only; ``None`` elsewhere (the caller then writes in the session)."""
+    from app.extensions import db
+
+    engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return None
+    autocommit = _AUTOCOMMIT.get(engine)
+    if autocommit is None:
+        autocommit = _AUTOCOMMIT[engine] = engine.execution_options(
+            isolation_level="AUTOCOMMIT")
+    return autocommit

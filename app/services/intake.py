@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import re
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -48,7 +47,7 @@ from app.models import (
 )
 from app.services import followup, intake_write, metrics_service
 from app.services.contacts import contact_for_message
-from app.services.hotpath import Runner
+from app.services.hotpath import Runner, autocommit_engine
 from app.services.intake_write import Write
 from channels.base import InboundMessage
 
@@ -399,22 +398,6 @@ def _intake_once(msg: InboundMessage, check_first: bool,
                         created, False, with_person, announcement)
 
 
-def _autocommit_engine() -> sa.Engine | None:
-    """The app's engine in autocommit mode (same pool), where intake can write without a
-    transaction of its own: PostgreSQL only (see ``intake``)."""
-    engine = db.engine
-    if engine.dialect.name != "postgresql":
-        return None
-    autocommit = _AUTOCOMMIT.get(engine)
-    if autocommit is None:
-        autocommit = _AUTOCOMMIT[engine] = engine.execution_options(
-            isolation_level="AUTOCOMMIT")
-    return autocommit
-
-
-_AUTOCOMMIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _store(msg: InboundMessage, check_first: bool, engine: sa.Engine | None) -> IntakeResult:
     """Store the message: in the caller's transaction when the session has one open (so
     what the caller wrote and this commit together), otherwise, on PostgreSQL, as
@@ -432,7 +415,7 @@ def _store(msg: InboundMessage, check_first: bool, engine: sa.Engine | None) -> 
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
     """Persist one inbound message (idempotently), then announce it and queue follow-ups."""
-    engine = None if db.session().in_transaction() else _autocommit_engine()
+    engine = None if db.session().in_transaction() else autocommit_engine()
     for attempt in range(4):
         try:
             result = _store(msg, attempt > 0, engine)

@@ -19,11 +19,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import metrics
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Outbox, Ticket, utcnow
 from app.services import Invalid, NotFound, commit_keeping_loaded
+from app.services.hotpath import autocommit_engine
 from channels.base import (
     DeliveryResult,
     OutboundMessage,
@@ -223,17 +225,106 @@ def _message_for(row: Outbox, interaction: Interaction) -> OutboundMessage:
     )
 
 
+_OUTBOX = Outbox.__table__
+_INTERACTIONS = Interaction.__table__
+_POINTS = ContactPoint.__table__
+# Claims a row for sending in one statement: "sending", with its lease, unless it is
+# settled, already being sent, or bound for a number that opted out; ``deliver`` then
+# reads the row to say which (``_claim_carefully``). Constants are written into the SQL
+# (``literal_column``): the statement runs on the driver directly (``hotpath.Runner``),
+# where every bound parameter is the caller's.
+_OPTED_OUT = sa.exists().where(
+    _INTERACTIONS.c.id == _OUTBOX.c.interaction_id,
+    _POINTS.c.citizen_id == _INTERACTIONS.c.citizen_id,
+    _POINTS.c.kind == sa.literal_column("'phone'"),
+    _POINTS.c.value == _OUTBOX.c.to_address, _POINTS.c.opted_out.is_(True))
+_CLAIM = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.bindparam("outbox_id"),
+           _OUTBOX.c.status.in_(("pending", "retrying")),
+           sa.or_(_OUTBOX.c.channel.not_in(("sms", "voice")), ~_OPTED_OUT))
+    .values(status=sa.literal_column("'sending'"),
+            attempts=_OUTBOX.c.attempts + sa.literal_column("1"),
+            next_attempt_at=sa.bindparam("lease", type_=_OUTBOX.c.next_attempt_at.type))
+    .returning(_OUTBOX.c.attempts)
+)
+# What a sent message changes: its outbox row, its interaction and, for an email, the
+# Message-ID that replies will quote. One statement on PostgreSQL, one each elsewhere.
+_SENT = {
+    "o": "UPDATE outbox SET status = 'sent', sent_at = :sent_at, provider_id = :provider_id, "
+         "simulated = :simulated WHERE id = :outbox_id",
+    "k": "INSERT INTO thread_keys (kind, key, ticket_id) VALUES ('email', :provider_id, "
+         ":ticket_id) ON CONFLICT (kind, key) DO NOTHING",
+    "i": "UPDATE interactions SET provider_id = :provider_id, "
+         "delivery_status = :delivery_status WHERE id = :interaction_id",
+}
+
+
+def _sent_text(sql: str) -> sa.TextClause:
+    types = {"sent_at": _OUTBOX.c.sent_at.type, "simulated": sa.Boolean()}
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(name, type_=kind) for name, kind in types.items() if f":{name}" in sql))
+
+
+_SENT_ONE = {email: _sent_text(
+    "WITH o AS (" + _SENT["o"] + ")" + (", k AS (" + _SENT["k"] + ")" if email else "")
+    + " " + _SENT["i"]) for email in (False, True)}
+_SENT_EACH = {name: _sent_text(sql) for name, sql in _SENT.items()}
+
+
+def _write(one: sa.Executable, each: list[sa.Executable], params: dict[str, Any], *,
+           returning: bool = False):
+    """Run a write. On PostgreSQL, when the session has no transaction open, ``one``
+    statement, autocommitted: one round trip instead of three. Otherwise ``each``
+    statement in the session's transaction, then committed, keeping what the session
+    holds. With ``returning``: the first statement's first row, or ``None``."""
+    from app.services.hotpath import Runner
+
+    engine = None if db.session().in_transaction() else autocommit_engine()
+    if engine is not None:
+        with engine.connect() as conn:
+            run = Runner(conn)
+            return run.first(one, params) if returning else run.execute(one, params)
+    run = Runner(db.session.connection())
+    first = run.first(each[0], params) if returning else run.execute(each[0], params)
+    for statement in each[1:]:
+        run.execute(statement, params)
+    commit_keeping_loaded()
+    return first
+
+
 def deliver(outbox_id: int) -> None:
-    """Send one outbox row; safe to run twice (a sent row is left alone)."""
-    row = db.session.get(Outbox, outbox_id, with_for_update=True)
+    """Send one outbox row; safe to run twice (a sent row is left alone).
+
+    The row is claimed ("sending", with a lease) before anything is sent and marked sent
+    after, each in one statement; a row that cannot be claimed is read to see why."""
+    lease = utcnow() + timedelta(seconds=current_app.config.get("OUTBOX_SENDING_TIMEOUT", 300))
+    claimed = _write(_CLAIM, [_CLAIM], {"outbox_id": outbox_id, "lease": lease},
+                     returning=True)
+    if claimed is None:
+        _claim_carefully(outbox_id)
+        return
+    row = db.session.get(Outbox, outbox_id)  # held by the session when it just wrote it
+    # The claim's values, as committed, without a read back.
+    set_committed_value(row, "status", "sending")
+    set_committed_value(row, "attempts", claimed.attempts)
+    set_committed_value(row, "next_attempt_at", lease)
+    interaction = db.session.get(Interaction, row.interaction_id)
+    if db.session().in_transaction():
+        commit_keeping_loaded()  # no transaction stays open while the provider answers
+    _send(row, interaction)
+
+
+def _claim_carefully(outbox_id: int) -> None:
+    """A row the claim did not take: settled or being sent (left alone), or bound for a
+    number that opted out (failed, and handed to the next channel)."""
+    row = db.session.get(Outbox, outbox_id, with_for_update=True, populate_existing=True)
     if row is None:
         raise NotFound(f"outbox row {outbox_id} not found")
-    if row.status in ("sent", "failed", "cancelled", "unknown"):
-        db.session.rollback()
-        return
-    if row.status == "sending":
-        # An earlier attempt started sending and has not finished (or its worker died):
-        # sending again could duplicate the message. The sweep settles it after the lease.
+    if row.status in ("sent", "failed", "cancelled", "unknown", "sending"):
+        # "sending": an earlier attempt started and has not finished (or its worker
+        # died); sending again could duplicate the message. The sweep settles it after
+        # the lease.
         db.session.rollback()
         return
     interaction = db.session.get(Interaction, row.interaction_id)
@@ -241,22 +332,26 @@ def deliver(outbox_id: int) -> None:
     if point is not None and point.opted_out and row.channel in ("sms", "voice"):
         fail(row, "opted_out: the number opted out of text messages", code="opted_out")
         return
+    # Claimable after all (it became so since the claim looked): send it now.
     row.attempts += 1
     row.status = "sending"
-    # While "sending", next_attempt_at is the lease: when the sweep may settle the row.
     row.next_attempt_at = utcnow() + timedelta(
         seconds=current_app.config.get("OUTBOX_SENDING_TIMEOUT", 300))
-    # The row is ours while "sending" (the lease): no need to read it back.
     commit_keeping_loaded()
+    _send(row, interaction)
+
+
+def _send(row: Outbox, interaction: Interaction) -> None:
+    """Send a claimed row and record the outcome."""
     sender = sender_for(row.channel)
     message = _message_for(row, interaction)
     try:
         if sender is None:
             result = DeliveryResult(provider_id=f"SIM-{row.key}", status="delivered")
-            row.simulated = True
         else:
             result = sender(message)
     except PermanentDeliveryError as exc:
+        point = _contact_point(interaction.citizen_id, row.channel, row.to_address)
         if exc.opted_out and point is not None:
             point.opted_out = True
             point.opted_out_at = utcnow()
@@ -272,16 +367,18 @@ def deliver(outbox_id: int) -> None:
         row.next_attempt_at = utcnow() + timedelta(seconds=30)
         db.session.commit()
         raise
-    row.status = "sent"
-    row.sent_at = utcnow()
-    row.provider_id = result.provider_id
-    interaction.provider_id = result.provider_id
-    interaction.delivery_status = result.status
-    if row.channel == "email":
-        from app.models import ThreadKey
-
-        db.session.add(ThreadKey(kind="email", key=result.provider_id, ticket_id=row.ticket_id))
-    commit_keeping_loaded()  # announced below as written
+    sent = {"outbox_id": row.id, "interaction_id": interaction.id, "ticket_id": row.ticket_id,
+            "sent_at": utcnow(), "provider_id": result.provider_id,
+            "simulated": sender is None, "delivery_status": result.status}
+    email = row.channel == "email"
+    _write(_SENT_ONE[email], [_SENT_EACH[name] for name in "oki" if email or name != "k"],
+           sent)
+    # The same values, as committed, on the objects announced below.
+    for name, value in (("status", "sent"), ("sent_at", sent["sent_at"]),
+                        ("provider_id", result.provider_id), ("simulated", sent["simulated"])):
+        set_committed_value(row, name, value)
+    set_committed_value(interaction, "provider_id", result.provider_id)
+    set_committed_value(interaction, "delivery_status", result.status)
     metrics.OUTBOUND.labels(channel=row.channel, status="sent").inc()
     _announce(interaction.id)
 
