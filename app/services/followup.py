@@ -102,7 +102,14 @@ def process_inbound(interaction_id: int) -> None:
     # job on the ``default`` queue, behind the inbound queue: during a burst, one routing
     # step takes in every item that arrived meanwhile, and the later jobs find their item
     # already routed and return at once.
-    if created and ROUTE_HOOKS:
+    if created:
+        queue_routing(item_id)
+
+
+def queue_routing(item_id: int) -> None:
+    """Have a routing job decide about a work item that just entered its queue (from a
+    job; a webhook where someone waits on the line routes at once)."""
+    if ROUTE_HOOKS:
         from app import tasks
         from app.jobs import enqueue
 

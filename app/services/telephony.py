@@ -382,8 +382,7 @@ def sms_agent_request(interaction_id: int) -> None:
     acknowledge(ticket, "es" if word in SPANISH_KEYWORDS else ticket.language,
                 agent_requested=True, point=_contact_point(interaction))
     if item is not None:
-        for route in followup.ROUTE_HOOKS:
-            route(item.id)
+        followup.queue_routing(item.id)
 
 
 # --- Status callbacks ------------------------------------------------------------------
