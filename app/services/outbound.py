@@ -23,9 +23,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app import metrics
 from app.extensions import db
-from app.models import ContactPoint, Interaction, Outbox, Ticket, utcnow
+from app.models import ContactPoint, Interaction, Outbox, ThreadKey, Ticket, utcnow
 from app.services import Invalid, NotFound, commit_keeping_loaded
-from app.services.hotpath import autocommit_engine
+from app.services.hotpath import Runner, autocommit_engine
 from channels.base import (
     DeliveryResult,
     OutboundMessage,
@@ -228,9 +228,10 @@ def _message_for(row: Outbox, interaction: Interaction) -> OutboundMessage:
 _OUTBOX = Outbox.__table__
 _INTERACTIONS = Interaction.__table__
 _POINTS = ContactPoint.__table__
-# Claims a row for sending in one statement: "sending", with its lease, unless it is
-# settled, already being sent, or bound for a number that opted out; ``deliver`` then
-# reads the row to say which (``_claim_carefully``). Constants are written into the SQL
+# Claims a row for sending in one statement: "sending", with its lease (while "sending",
+# ``next_attempt_at`` is when the sweep may settle the row), unless it is settled,
+# already being sent, or bound for a number that opted out; ``deliver`` then reads the
+# row to say which (``_claim_carefully``). Constants are written into the SQL
 # (``literal_column``): the statement runs on the driver directly (``hotpath.Runner``),
 # where every bound parameter is the caller's.
 _OPTED_OUT = sa.exists().where(
@@ -251,11 +252,11 @@ _CLAIM = (
 # What a sent message changes: its outbox row, its interaction and, for an email, the
 # Message-ID that replies will quote. One statement on PostgreSQL, one each elsewhere.
 _SENT = {
-    "o": "UPDATE outbox SET status = 'sent', sent_at = :sent_at, provider_id = :provider_id, "
-         "simulated = :simulated WHERE id = :outbox_id",
-    "k": "INSERT INTO thread_keys (kind, key, ticket_id) VALUES ('email', :provider_id, "
-         ":ticket_id) ON CONFLICT (kind, key) DO NOTHING",
-    "i": "UPDATE interactions SET provider_id = :provider_id, "
+    "o": f"UPDATE {_OUTBOX.name} SET status = 'sent', sent_at = :sent_at, "
+         "provider_id = :provider_id, simulated = :simulated WHERE id = :outbox_id",
+    "k": f"INSERT INTO {ThreadKey.__tablename__} (kind, key, ticket_id) VALUES ('email', "
+         ":provider_id, :ticket_id) ON CONFLICT (kind, key) DO NOTHING",
+    "i": f"UPDATE {_INTERACTIONS.name} SET provider_id = :provider_id, "
          "delivery_status = :delivery_status WHERE id = :interaction_id",
 }
 
@@ -278,8 +279,6 @@ def _write(one: sa.Executable, each: list[sa.Executable], params: dict[str, Any]
     statement, autocommitted: one round trip instead of three. Otherwise ``each``
     statement in the session's transaction, then committed, keeping what the session
     holds. With ``returning``: the first statement's first row, or ``None``."""
-    from app.services.hotpath import Runner
-
     engine = None if db.session().in_transaction() else autocommit_engine()
     if engine is not None:
         with engine.connect() as conn:

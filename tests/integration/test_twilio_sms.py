@@ -287,6 +287,34 @@ def test_stop_opts_out_and_nothing_is_sent_afterwards(client, seeded, run_jobs):
     assert outbound_sms() == [] and count(Outbox) == 0
 
 
+def test_a_text_queued_before_stop_is_never_sent_and_a_sent_one_never_twice(client, run_jobs):
+    text(client, "hello")
+    run_jobs()
+    ticket = db.session.scalar(sa.select(Ticket))
+    sent = outbound.queue_message(ticket, "sms", "Your permit is ready.")
+    run_jobs()
+    db.session.expire_all()
+    row = db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == sent.id))
+    assert (row.status, row.attempts) == ("sent", 1)
+    outbound.deliver(row.id)  # a second delivery job for the same row changes nothing
+    db.session.expire_all()
+    assert (row.status, row.attempts) == ("sent", 1)
+    assert db.session.get(Interaction, sent.id).delivery_status == "delivered"
+    late = outbound.queue_message(ticket, "sms", "One more thing.")
+    point = phone_point()
+    point.opted_out = True  # STOP arrives before the delivery job runs
+    db.session.commit()
+    run_jobs()
+    outbound.deliver(db.session.scalar(
+        sa.select(Outbox.id).where(Outbox.interaction_id == late.id)))
+    db.session.expire_all()
+    refused = db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == late.id))
+    assert refused.status == "failed" and refused.attempts == 0
+    assert refused.provider_id is None and "opted out" in refused.last_error
+    interaction = db.session.get(Interaction, late.id)
+    assert interaction.delivery_status == "failed" and "opted_out" in interaction.delivery_error
+
+
 def test_twilio_opt_out_type_counts_even_for_other_words(client):
     text(client, "Arrêtez svp", OptOutType="STOP")
     assert phone_point().opted_out
