@@ -159,6 +159,27 @@ def test_queue_announces_position_and_wait(client, open_queues):
     assert "number 2 in line" in said(second.step("wait", "?lang=en"))
 
 
+def test_estimated_wait_is_the_last_hours_wait_per_assignment(client, open_queues):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    queue = db.session.scalar(sa.select(Queue).order_by(Queue.id))
+    assert telephony.estimated_wait(queue, 2) == 2 * queue.sla_target_seconds  # none yet
+    now = utcnow()
+    caller = queue_caller(client, "+15555550133")
+    ticket_id = db.session.scalar(sa.select(WorkItem.ticket_id))
+    caller.step("wait", "?lang=en")
+    for waited, minutes_ago in ((60, 5), (120, 30), (3000, 90)):  # the last is too old
+        assigned = now - timedelta(minutes=minutes_ago)
+        db.session.add(WorkItem(ticket_id=ticket_id, queue_id=queue.id, channel="voice",
+                                status="completed", arrived_at=assigned - timedelta(
+                                    seconds=waited), assigned_at=assigned))
+    db.session.commit()
+    assert telephony.estimated_wait(queue, 2) == pytest.approx(180, abs=0.01)
+    assert telephony.estimated_wait(queue, 0) == pytest.approx(90, abs=0.01)
+
+
 def test_callback_keeps_the_place_and_is_not_abandonment(client, open_queues):
     call = queue_caller(client, "+15555550133")
     doc = call.step("callback", "?lang=en", Digits="1")
