@@ -175,21 +175,72 @@ _SELECT_POINT_AND_TICKET = _point_select(True)
 _TICKET_NAMES = tuple(c.name for c in _TICKET_COLUMNS)  # the ``t_`` columns, in order
 
 
+def _point_and_keyed_select():
+    """The contact point and its citizen (if known) and the ticket of a thread key (if
+    any), in one row: a chat line or an email reply finds its sender and its thread in
+    one round trip. Outer joins from a one-row table, so an unknown sender still reads
+    the key's ticket."""
+    keyed = (sa.select(_KEYS.c.ticket_id)
+             .where(_KEYS.c.kind == sa.bindparam("key_kind"),
+                    _KEYS.c.key == sa.bindparam("key_value"))
+             .scalar_subquery())
+    one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+    joined = one.outerjoin(
+        _CP.join(_CIT, _CIT.c.id == _CP.c.citizen_id),
+        sa.and_(_CP.c.kind == sa.bindparam("kind"), _CP.c.value == sa.bindparam("value")),
+    ).outerjoin(_TICKET, _TICKET.c.id == keyed)
+    return sa.select(
+        _CP.c.id, _CP.c.citizen_id, _CIT.c.merged_into_id, _CIT.c.language, _CIT.c.segment,
+        *(c.label(f"t_{c.name}") for c in _TICKET_COLUMNS),
+    ).select_from(joined)
+
+
+_SELECT_POINT_AND_KEYED = _point_and_keyed_select()
+
+
+def first_thread_key(msg: InboundMessage) -> tuple[str, str] | None:
+    """The thread key ``find_thread`` tries first, if the message has one."""
+    keys = msg.thread_keys or {}
+    if msg.channel == "email":
+        first = keys.get("in_reply_to") or next(reversed(keys.get("references") or []), None)
+        return ("email", first) if first else None
+    for kind in ("chat_session", "walkin_visit", "call_sid"):
+        if keys.get(kind):
+            return kind, str(keys[kind])
+    return None
+
+
 def _lookup(run: Runner, channel: str, sender: str, name: str | None,
-            language: str | None, with_open_ticket: bool = False
-            ) -> tuple[_Who, SimpleNamespace | None]:
-    """Who sent this (following merges), and for phones their open ticket, if any.
+            language: str | None, with_open_ticket: bool = False,
+            thread_key: tuple[str, str] | None = None,
+            ) -> tuple[_Who, SimpleNamespace | None, dict]:
+    """Who sent this (following merges); for phones their open ticket, if any; and, when
+    ``thread_key`` is given (not for phones), the ticket it names: ``{thread_key: ticket
+    or None}`` for ``find_thread``.
 
     An unknown sender is not stored here: the write creates them with everything else.
     """
     contact = contact_for_message(channel, sender)
     if contact is None:
-        return _Who(None, None, language, "", name or "Walk-in visitor"), None
+        return _Who(None, None, language, "", name or "Walk-in visitor"), None, {}
     kind, value = contact
-    statement = _SELECT_POINT_AND_TICKET if with_open_ticket else _SELECT_POINT
-    row = run.first(statement, {"kind": kind, "value": value})
+    params = {"kind": kind, "value": value}
+    keyed: dict = {}
+    if with_open_ticket:
+        statement = _SELECT_POINT_AND_TICKET
+    elif thread_key is not None:
+        statement = _SELECT_POINT_AND_KEYED
+        params["key_kind"], params["key_value"] = thread_key
+    else:
+        statement = _SELECT_POINT
+    row = run.first(statement, params)
+    if thread_key is not None and not with_open_ticket:
+        keyed[thread_key] = None if row.t_id is None else SimpleNamespace(
+            **dict(zip(_TICKET_NAMES, row[5:], strict=True)))
+        if row.id is None:  # the sender is new; the key's ticket was read all the same
+            row = None
     if row is None:
-        return _Who(None, None, language, "", name or value, contact), None
+        return _Who(None, None, language, "", name or value, contact), None, keyed
     point_id, citizen_id, merged_into, citizen_language, segment = row[:5]
     if merged_into:
         seen = {citizen_id}
@@ -203,7 +254,7 @@ def _lookup(run: Runner, channel: str, sender: str, name: str | None,
     ticket = None
     if with_open_ticket and row.t_id is not None:
         ticket = SimpleNamespace(**dict(zip(_TICKET_NAMES, row[5:], strict=True)))
-    return _Who(citizen_id, point_id, citizen_language, segment or ""), ticket
+    return _Who(citizen_id, point_id, citizen_language, segment or ""), ticket, keyed
 
 
 def _new_citizen(who: _Who) -> tuple[dict, dict | None, dict | None]:
@@ -220,7 +271,7 @@ def resolve_citizen(channel: str, sender: str, *, name: str | None = None,
                     language: str | None = None) -> tuple[Citizen, ContactPoint | None]:
     """Find the citizen behind a sender address, following merges, or create one."""
     conn = db.session.connection()
-    who, _ = _lookup(Runner(conn), channel, sender, name, language)
+    who, _, _ = _lookup(Runner(conn), channel, sender, name, language)
     if who.citizen_id is None:
         citizen, point, profile = _new_citizen(who)
         who.citizen_id = conn.execute(_INSERT_CITIZEN, citizen).scalar_one()
@@ -232,16 +283,20 @@ def resolve_citizen(channel: str, sender: str, *, name: str | None = None,
     return db.session.get(Citizen, who.citizen_id), point
 
 
-def _ticket_by_thread_key(run: Runner, kind: str, key: str):
-    return run.first(_SELECT_BY_KEY, {"kind": kind, "key": key})
-
-
-def find_thread(run: Runner, msg: InboundMessage,
-                phone_ticket: SimpleNamespace | None) -> tuple[Any, str | None]:
+def find_thread(run: Runner, msg: InboundMessage, phone_ticket: SimpleNamespace | None,
+                keyed: dict | None = None) -> tuple[Any, str | None]:
     """The ticket row this message continues and the thread-key kind that found it.
 
-    ``phone_ticket`` is the open ticket of the sender's number, looked up with the sender.
+    ``phone_ticket`` is the open ticket of the sender's number, and ``keyed`` the ticket
+    of its first thread key, both looked up with the sender.
     """
+    keyed = keyed or {}
+
+    def _ticket_by_thread_key(run: Runner, kind: str, key: str):
+        if (kind, key) in keyed:
+            return keyed[(kind, key)]
+        return run.first(_SELECT_BY_KEY, {"kind": kind, "key": key})
+
     keys = msg.thread_keys or {}
     if msg.channel == "email":
         candidates = []
@@ -338,9 +393,10 @@ def _intake_once(msg: InboundMessage, check_first: bool,
                                 ticket_reference(existing.ticket_id, existing.created_at.year),
                                 False, True)
     now = utcnow()
-    who, phone_ticket = _lookup(run, msg.channel, msg.sender, msg.sender_name, msg.language,
-                                with_open_ticket=msg.channel in PHONE_CHANNELS)
-    ticket, found_by = find_thread(run, msg, phone_ticket)
+    who, phone_ticket, keyed = _lookup(
+        run, msg.channel, msg.sender, msg.sender_name, msg.language,
+        with_open_ticket=msg.channel in PHONE_CHANNELS, thread_key=first_thread_key(msg))
+    ticket, found_by = find_thread(run, msg, phone_ticket, keyed)
     if ticket is not None and ticket.status == "closed":
         ticket = None
     created = ticket is None

@@ -102,6 +102,31 @@ def test_email_threads_by_headers_then_reference_then_new(app):
     assert point.value == "resident@example.org"
 
 
+def test_email_reply_from_a_new_address_or_quoting_older_mail_still_threads(app):
+    first = intake(InboundMessage(channel="email", provider_id="<n1@example.org>",
+                                  sender="pat@example.org", subject="Permit", text="Hello"))
+    # Pat's colleague answers from an address never seen before: same ticket, new citizen
+    # record for the new address.
+    colleague = intake(InboundMessage(
+        channel="email", provider_id="<n2@example.net>", sender="lee@example.net",
+        subject="Re: Permit", text="Adding Lee", thread_keys={"in_reply_to": "<n1@example.org>"}))
+    assert colleague.ticket_id == first.ticket_id and not colleague.created_ticket
+    assert colleague.citizen_id != first.citizen_id
+    assert db.session.scalar(sa.select(ContactPoint.citizen_id).where(
+        ContactPoint.value == "lee@example.net")) == colleague.citizen_id
+    # A reply whose In-Reply-To is unknown threads by the newest known References entry.
+    later = intake(InboundMessage(
+        channel="email", provider_id="<n3@example.org>", sender="pat@example.org",
+        subject="Re: Permit", text="Any news?",
+        thread_keys={"in_reply_to": "<unknown@elsewhere>",
+                     "references": ["<n1@example.org>", "<unknown@elsewhere>"]}))
+    assert later.ticket_id == first.ticket_id
+    # A new chat session from a new visitor is a new ticket.
+    chat = intake(InboundMessage(channel="chat", provider_id="c-new", sender="visitor-9",
+                                 text="hi", thread_keys={"chat_session": "S-new"}))
+    assert chat.created_ticket and chat.ticket_id != first.ticket_id
+
+
 def test_chat_and_walkin_thread_by_session_and_visit(app):
     a = intake(InboundMessage(channel="chat", provider_id="c1", sender="visitor-1",
                               text="hi", thread_keys={"chat_session": "S1"}))
