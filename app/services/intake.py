@@ -198,7 +198,7 @@ def _point_and_keyed_select():
 _SELECT_POINT_AND_KEYED = _point_and_keyed_select()
 
 
-def first_thread_key(msg: InboundMessage) -> tuple[str, str] | None:
+def _first_thread_key(msg: InboundMessage) -> tuple[str, str] | None:
     """The thread key ``find_thread`` tries first, if the message has one."""
     keys = msg.thread_keys or {}
     if msg.channel == "email":
@@ -395,7 +395,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
     now = utcnow()
     who, phone_ticket, keyed = _lookup(
         run, msg.channel, msg.sender, msg.sender_name, msg.language,
-        with_open_ticket=msg.channel in PHONE_CHANNELS, thread_key=first_thread_key(msg))
+        with_open_ticket=msg.channel in PHONE_CHANNELS, thread_key=_first_thread_key(msg))
     ticket, found_by = find_thread(run, msg, phone_ticket, keyed)
     if ticket is not None and ticket.status == "closed":
         ticket = None
