@@ -172,10 +172,15 @@ def after_commit(outbox_id: int, interaction_id: int, *, deliver_now: bool = Fal
     answer, or a live chat reply); a failed attempt then goes on in the delivery job, with
     its retries. Either way the outbox row was committed first: if this process dies
     while sending, the sweep settles the row as it settles a delivery job's."""
-    _announce(interaction_id)
     if not deliver_now:
-        queue_delivery(outbox_id)
+        from app import realtime
+
+        # The announcement travels to Redis with the delivery job: one round trip.
+        with realtime.held() as publishes:
+            _announce(interaction_id)
+            queue_delivery(outbox_id, publishes=publishes)
         return
+    _announce(interaction_id)
     try:
         deliver(outbox_id)
     except TransientDeliveryError:
@@ -187,12 +192,13 @@ def after_commit(outbox_id: int, interaction_id: int, *, deliver_now: bool = Fal
         queue_delivery(outbox_id)
 
 
-def queue_delivery(outbox_id: int, delay: float | None = None) -> None:
-    """The delivery job of one outbox row (one job id per row)."""
+def queue_delivery(outbox_id: int, delay: float | None = None, publishes=None) -> None:
+    """The delivery job of one outbox row (one job id per row); ``publishes``: held
+    realtime events to send with it (``realtime.held``)."""
     from app import jobs
 
     jobs.enqueue("app.tasks.deliver_outbox", outbox_id, job_id=f"outbox-{outbox_id}",
-                 delay=delay)
+                 delay=delay, publishes=publishes)
 
 
 def _announce(interaction_id: int) -> None:

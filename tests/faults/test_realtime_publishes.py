@@ -1,6 +1,7 @@
-"""Realtime events held for the follow-up job's pipeline (``realtime.held``), on a real
-Redis: an inbound message's events reach other processes in the same transaction as its
-follow-up job, and an event held with nowhere to travel is still published."""
+"""Realtime events held for a job's pipeline (``realtime.held``), on a real Redis: an
+inbound message's events reach other processes in the same transaction as its follow-up
+job, an agent's reply's with its delivery job, and an event held with nowhere to travel
+is still published."""
 
 from __future__ import annotations
 
@@ -129,3 +130,32 @@ def test_a_message_queue_on_another_server_is_published_on_its_own(app_with_even
         manager.shares_server = True
     wait_until(lambda: current_app.extensions["civicline_jobs"].queue("inbound").count == 1,
                10, "the job to be queued")
+
+
+def test_an_agents_reply_is_announced_with_its_delivery_job_in_one_transaction(
+        app_with_events, private_redis):
+    from app.extensions import db
+    from app.models import Ticket, User
+    from app.services import replies
+
+    private_redis.flush()
+    ticket = db.session.get(Ticket, intake(_sms(2), follow_up=False).ticket_id)
+    agent = User(email="replying-agent@example.org", name="Ana", role="agent",
+                 password_hash="")
+    db.session.add(agent)
+    db.session.commit()
+    pubsub = _subscriber(private_redis.url)
+    monitor = Monitor(private_redis.url)
+    try:
+        reply = replies.reply(ticket, agent, "Property taxes are due January 31.")
+    finally:
+        time.sleep(0.3)
+        monitor.stop()
+
+    assert _events(pubsub, 1) == ["interaction.created"]  # consoles see it queued
+    assert reply.delivery_status == "queued"
+    queued = redis.Redis.from_url(private_redis.url).lrange("rq:queue:outbound", 0, -1)
+    assert [job_id.decode() for job_id in queued] == [f"outbox-{reply._staged_outbox.id}"]
+    names = monitor.names()
+    multi, exec_ = names.index("MULTI"), names.index("EXEC")
+    assert names[multi:exec_].count("PUBLISH") == 1 and names.count("PUBLISH") == 1
