@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from apiflask import APIFlask
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -20,6 +21,17 @@ def async_mode() -> str:
     return "gevent" if gevent_patched("socket") else "threading"
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Signed cookie sessions for the pages; none for the webhooks (``/webhooks/``): the
+    providers that call them send no cookie, and opening a session (building its signing
+    serializer) cost about 4% of an SMS webhook's CPU. They get Flask's null session."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/webhooks/"):
+            return None  # Flask then uses its null session (empty, refuses writes)
+        return super().open_session(app, request)
+
+
 def create_app(config_class: type[Config] | None = None) -> APIFlask:
     config_class = config_class or config_from_env()
     config_class.validate()
@@ -31,6 +43,7 @@ def create_app(config_class: type[Config] | None = None) -> APIFlask:
         docs_path="/api/v1/docs",
     )
     app.config.from_object(config_class)
+    app.session_interface = _SessionInterface()
     app.config["VALIDATION_ERROR_STATUS_CODE"] = 400
     app.config["AUTH_ERROR_STATUS_CODE"] = 401
     app.config["RATELIMIT_STORAGE_URI"] = app.config.get("REDIS_URL") or "memory://"

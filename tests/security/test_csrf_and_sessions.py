@@ -150,3 +150,23 @@ def test_console_script_never_writes_resident_text_as_html():
     assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write",
                          script)
     assert 'sandbox: ""' in script
+
+
+def test_webhooks_open_no_session_while_pages_keep_theirs(app, client, make_user):
+    from flask import session
+    from flask.sessions import NullSession, SecureCookieSession
+
+    with app.test_request_context("/webhooks/twilio/sms", method="POST"):
+        assert isinstance(session._get_current_object(), NullSession)
+    with app.test_request_context("/login"):
+        assert isinstance(session._get_current_object(), SecureCookieSession)
+    # A signed-in agent's browser posting to a webhook neither reads nor rewrites the
+    # session: no cookie comes back and the agent stays signed in.
+    make_user(email="ana@example.org")
+    page = client.get("/login").get_data(as_text=True)
+    client.post("/login", data={"email": "ana@example.org", "password": "correct-horse",
+                                "csrf_token": form_token(page)})
+    assert _signed_in(client)
+    response = post_twilio(client, "/webhooks/twilio/sms", sms_form("hello", "SMsession1"))
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+    assert _signed_in(client)
