@@ -14,6 +14,8 @@ SQLAlchemy exceptions the callers expect (``IntegrityError``, ``OperationalError
 
 A statement's SQL must not depend on the parameters given (name each one with
 ``bindparam``; a bare ``insert(table)`` would take its columns from the parameters).
+Constants written in a statement (``col == "phone"``, ``.values(status="sent")``) are
+kept from its compilation and handed to the driver as they are.
 
 Other databases (SQLite, which runs in-process) go through ``Connection.execute`` as
 usual: there is no round trip to save, and results read the same.
@@ -60,9 +62,11 @@ def _compile(statement: sa.Executable, dialect: sa.Dialect) -> _Compiled:
     if cached is not None and cached[0] is statement:
         return cached[1]
     compiled = statement.compile(dialect=dialect)
-    # The caller's parameters, given as placeholders here: the expanded state then holds
-    # the final SQL and the values of what is fixed (the items of constant IN lists).
-    given = {bind.key: None for bind in compiled.binds.values() if not bind.expanding}
+    # The caller's parameters (``bindparam`` without a value), given as placeholders
+    # here: the expanded state then holds the final SQL and the values of what is fixed
+    # (constants written in the statement, the items of constant IN lists).
+    given = {compiled.bind_names[bind]: None for bind in compiled.binds.values()
+             if bind.required and not bind.expanding}
     state = compiled.construct_expanded_state(given, escape_names=False)
     static = {k: v for k, v in state.parameters.items() if k not in given}
     processors = dict(compiled._bind_processors)  # noqa: SLF001 - the types' own converters

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -198,16 +199,31 @@ def _point_and_keyed_select():
 _SELECT_POINT_AND_KEYED = _point_and_keyed_select()
 
 
-def _first_thread_key(msg: InboundMessage) -> tuple[str, str] | None:
-    """The thread key ``find_thread`` tries first, if the message has one."""
+# Thread keys other than email's, in the order they are tried.
+_KEY_KINDS = ("chat_session", "walkin_visit", "call_sid")
+
+
+def _key_candidates(msg: InboundMessage) -> Iterator[tuple[str, str]]:
+    """The thread keys that may name this message's ticket, in the order tried: an
+    email's In-Reply-To, then its References newest first; else its session, visit or
+    call."""
     keys = msg.thread_keys or {}
     if msg.channel == "email":
-        first = keys.get("in_reply_to") or next(reversed(keys.get("references") or []), None)
-        return ("email", first) if first else None
-    for kind in ("chat_session", "walkin_visit", "call_sid"):
+        if keys.get("in_reply_to"):
+            yield "email", keys["in_reply_to"]
+        for message_id in reversed(keys.get("references") or []):
+            yield "email", message_id
+        return
+    for kind in _KEY_KINDS:
         if keys.get(kind):
-            return kind, str(keys[kind])
-    return None
+            yield kind, str(keys[kind])
+
+
+def _ticket_of(row) -> SimpleNamespace | None:
+    """The ``t_`` columns of a look-up row as a ticket, or None when it found none."""
+    if row.t_id is None:
+        return None
+    return SimpleNamespace(**dict(zip(_TICKET_NAMES, row[5:], strict=True)))
 
 
 def _lookup(run: Runner, channel: str, sender: str, name: str | None,
@@ -235,8 +251,7 @@ def _lookup(run: Runner, channel: str, sender: str, name: str | None,
         statement = _SELECT_POINT
     row = run.first(statement, params)
     if thread_key is not None and not with_open_ticket:
-        keyed[thread_key] = None if row.t_id is None else SimpleNamespace(
-            **dict(zip(_TICKET_NAMES, row[5:], strict=True)))
+        keyed[thread_key] = _ticket_of(row)
         if row.id is None:  # the sender is new; the key's ticket was read all the same
             row = None
     if row is None:
@@ -251,9 +266,7 @@ def _lookup(run: Runner, channel: str, sender: str, name: str | None,
                 _SELECT_CITIZEN, {"id": citizen_id})
         run.conn.execute(
             sa.update(_CP).where(_CP.c.id == point_id).values(citizen_id=citizen_id))
-    ticket = None
-    if with_open_ticket and row.t_id is not None:
-        ticket = SimpleNamespace(**dict(zip(_TICKET_NAMES, row[5:], strict=True)))
+    ticket = _ticket_of(row) if with_open_ticket else None
     return _Who(citizen_id, point_id, citizen_language, segment or ""), ticket, keyed
 
 
@@ -291,22 +304,13 @@ def find_thread(run: Runner, msg: InboundMessage, phone_ticket: SimpleNamespace 
     of its first thread key, both looked up with the sender.
     """
     keyed = keyed or {}
-
-    def _ticket_by_thread_key(run: Runner, kind: str, key: str):
-        if (kind, key) in keyed:
-            return keyed[(kind, key)]
-        return run.first(_SELECT_BY_KEY, {"kind": kind, "key": key})
-
-    keys = msg.thread_keys or {}
+    for kind, key in _key_candidates(msg):
+        ticket = keyed[(kind, key)] if (kind, key) in keyed else run.first(
+            _SELECT_BY_KEY, {"kind": kind, "key": key})
+        if ticket is not None:
+            return ticket, kind
     if msg.channel == "email":
-        candidates = []
-        if keys.get("in_reply_to"):
-            candidates.append(keys["in_reply_to"])
-        candidates.extend(reversed(keys.get("references") or []))
-        for message_id in candidates:
-            ticket = _ticket_by_thread_key(run, "email", message_id)
-            if ticket is not None:
-                return ticket, "email"
+        keys = msg.thread_keys or {}
         ref = keys.get("subject_ref")
         if not ref and msg.subject:
             match = REFERENCE_RE.search(msg.subject)
@@ -317,11 +321,6 @@ def find_thread(run: Runner, msg: InboundMessage, phone_ticket: SimpleNamespace 
             if ticket is not None and ticket_reference(ticket.id, ticket.created_at.year) == ref:
                 return ticket, None
         return None, None
-    for kind in ("chat_session", "walkin_visit", "call_sid"):
-        if keys.get(kind):
-            ticket = _ticket_by_thread_key(run, kind, str(keys[kind]))
-            if ticket is not None:
-                return ticket, kind
     return phone_ticket, None
 
 
@@ -363,7 +362,7 @@ def _thread_keys(msg: InboundMessage, found_by: str | None) -> list[tuple[str, s
     same chat, call or visit belong there."""
     keys = msg.thread_keys or {}
     out = [("email", msg.provider_id)] if msg.channel == "email" else []
-    for kind in ("chat_session", "walkin_visit", "call_sid"):
+    for kind in _KEY_KINDS:
         if keys.get(kind) and kind != found_by:
             out.append((kind, str(keys[kind])))
     return out
@@ -395,7 +394,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
     now = utcnow()
     who, phone_ticket, keyed = _lookup(
         run, msg.channel, msg.sender, msg.sender_name, msg.language,
-        with_open_ticket=msg.channel in PHONE_CHANNELS, thread_key=_first_thread_key(msg))
+        with_open_ticket=msg.channel in PHONE_CHANNELS, thread_key=next(_key_candidates(msg), None))
     ticket, found_by = find_thread(run, msg, phone_ticket, keyed)
     if ticket is not None and ticket.status == "closed":
         ticket = None

@@ -237,21 +237,18 @@ _POINTS = ContactPoint.__table__
 # Claims a row for sending in one statement: "sending", with its lease (while "sending",
 # ``next_attempt_at`` is when the sweep may settle the row), unless it is settled,
 # already being sent, or bound for a number that opted out; ``deliver`` then reads the
-# row to say which (``_claim_carefully``). Constants are written into the SQL
-# (``literal_column``): the statement runs on the driver directly (``hotpath.Runner``),
-# where every bound parameter is the caller's.
+# row to say which (``_claim_carefully``).
 _OPTED_OUT = sa.exists().where(
     _INTERACTIONS.c.id == _OUTBOX.c.interaction_id,
     _POINTS.c.citizen_id == _INTERACTIONS.c.citizen_id,
-    _POINTS.c.kind == sa.literal_column("'phone'"),
+    _POINTS.c.kind == "phone",
     _POINTS.c.value == _OUTBOX.c.to_address, _POINTS.c.opted_out.is_(True))
 _CLAIM = (
     sa.update(_OUTBOX)
     .where(_OUTBOX.c.id == sa.bindparam("outbox_id"),
            _OUTBOX.c.status.in_(("pending", "retrying")),
            sa.or_(_OUTBOX.c.channel.not_in(("sms", "voice")), ~_OPTED_OUT))
-    .values(status=sa.literal_column("'sending'"),
-            attempts=_OUTBOX.c.attempts + sa.literal_column("1"),
+    .values(status="sending", attempts=_OUTBOX.c.attempts + 1,
             next_attempt_at=sa.bindparam("lease", type_=_OUTBOX.c.next_attempt_at.type))
     .returning(_OUTBOX.c.attempts)
 )
@@ -298,12 +295,17 @@ def _write(one: sa.Executable, each: list[sa.Executable], params: dict[str, Any]
     return first
 
 
+def _lease():
+    """Until when a row being sent is ours: the sweep may settle it after that."""
+    return utcnow() + timedelta(seconds=current_app.config.get("OUTBOX_SENDING_TIMEOUT", 300))
+
+
 def deliver(outbox_id: int) -> None:
     """Send one outbox row; safe to run twice (a sent row is left alone).
 
     The row is claimed ("sending", with a lease) before anything is sent and marked sent
     after, each in one statement; a row that cannot be claimed is read to see why."""
-    lease = utcnow() + timedelta(seconds=current_app.config.get("OUTBOX_SENDING_TIMEOUT", 300))
+    lease = _lease()
     claimed = _write(_CLAIM, [_CLAIM], {"outbox_id": outbox_id, "lease": lease},
                      returning=True)
     if claimed is None:
@@ -340,8 +342,7 @@ def _claim_carefully(outbox_id: int) -> None:
     # Claimable after all (it became so since the claim looked): send it now.
     row.attempts += 1
     row.status = "sending"
-    row.next_attempt_at = utcnow() + timedelta(
-        seconds=current_app.config.get("OUTBOX_SENDING_TIMEOUT", 300))
+    row.next_attempt_at = _lease()
     commit_keeping_loaded()
     _send(row, interaction)
 
