@@ -48,7 +48,7 @@ from app.models import (
 )
 from app.services import followup, intake_write, metrics_service
 from app.services.contacts import contact_for_message
-from app.services.hotpath import Runner, autocommit_engine
+from app.services.hotpath import Runner, autocommitted, in_transaction
 from app.services.intake_write import Write
 from channels.base import InboundMessage
 
@@ -125,6 +125,9 @@ _SELECT_POINT = sa.select(
     _CP.c.kind == sa.bindparam("kind"), _CP.c.value == sa.bindparam("value"))
 _SELECT_CITIZEN = sa.select(_CIT.c.merged_into_id, _CIT.c.language, _CIT.c.segment).where(
     _CIT.c.id == sa.bindparam("id"))
+# A contact point of a merged citizen, moved to the citizen it was merged into.
+_REPOINT = sa.update(_CP).where(_CP.c.id == sa.bindparam("point_id")).values(
+    citizen_id=sa.bindparam("citizen_id"))
 _INSERT_CITIZEN = sa.insert(_CIT).returning(_CIT.c.id)
 _INSERT_POINT = sa.insert(_CP).returning(_CP.c.id)
 _INSERT_PROFILE = sa.insert(_PROFILE)
@@ -264,8 +267,7 @@ def _lookup(run: Runner, channel: str, sender: str, name: str | None,
             seen.add(citizen_id)
             merged_into, citizen_language, segment = run.one(
                 _SELECT_CITIZEN, {"id": citizen_id})
-        run.conn.execute(
-            sa.update(_CP).where(_CP.c.id == point_id).values(citizen_id=citizen_id))
+        run.execute(_REPOINT, {"point_id": point_id, "citizen_id": citizen_id})
     ticket = _ticket_of(row) if with_open_ticket else None
     return _Who(citizen_id, point_id, citizen_language, segment or ""), ticket, keyed
 
@@ -375,13 +377,12 @@ def _segment(run: Runner, ticket, who: _Who) -> str:
 
 
 def _intake_once(msg: InboundMessage, check_first: bool,
-                 conn: sa.Connection | None = None) -> IntakeResult:
-    """One try. With ``conn`` (an autocommit connection) each statement commits itself;
+                 run: Runner | None = None) -> IntakeResult:
+    """One try. With ``run`` (on an autocommit connection) each statement commits itself;
     without it the work joins the session's transaction, which this commits."""
-    own_transaction = conn is None
+    own_transaction = run is None
     if own_transaction:
-        conn = db.session.connection()
-    run = Runner(conn)
+        run = Runner(db.session.connection())
     if check_first:
         # Replays are rare (about 2% of webhooks), so the first try relies on the unique
         # constraint alone and only a conflict pays for the look-up.
@@ -453,7 +454,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
                         created, False, with_person, announcement)
 
 
-def _store(msg: InboundMessage, check_first: bool, engine: sa.Engine | None) -> IntakeResult:
+def _store(msg: InboundMessage, check_first: bool, autocommit: bool) -> IntakeResult:
     """Store the message: in the caller's transaction when the session has one open (so
     what the caller wrote and this commit together), otherwise, on PostgreSQL, as
     autocommitted statements. The write is one statement (``intake_write``), atomic on
@@ -461,19 +462,22 @@ def _store(msg: InboundMessage, check_first: bool, engine: sa.Engine | None) -> 
     the five round trips a webhook costs. Races are settled by unique constraints either
     way: a conflict raises ``IntegrityError`` and the caller tries again.
 
-    ``engine`` is the autocommit engine, or ``None`` to join the session."""
-    if engine is None:
-        return _intake_once(msg, check_first)
-    with engine.connect() as conn:
-        return _intake_once(msg, check_first, conn)
+    ``autocommit``: whether the session has no transaction open (else: join it)."""
+    if autocommit:
+        with autocommitted() as run:
+            if run is not None:
+                return _intake_once(msg, check_first, run)
+    return _intake_once(msg, check_first)
 
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
     """Persist one inbound message (idempotently), then announce it and queue follow-ups."""
-    engine = None if db.session().in_transaction() else autocommit_engine()
+    # Autocommitted statements on PostgreSQL (``hotpath.autocommitted``), unless the caller's
+    # transaction is open: then the message is stored and committed with what it holds.
+    autocommit = not in_transaction() and db.engine.dialect.driver == "psycopg"
     for attempt in range(4):
         try:
-            result = _store(msg, attempt > 0, engine)
+            result = _store(msg, attempt > 0, autocommit)
             break
         except IntegrityError:
             # A concurrent copy of this webhook, or a concurrent first message from the
@@ -486,7 +490,7 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
             # two concurrent messages on one ticket can deadlock; the database then fails
             # one of them, whole. Autocommitted, nothing of it was stored: try again.
             # (Inside a caller's transaction the caller's own work is gone too: re-raise.)
-            if (engine is None or attempt == 3
+            if (not autocommit or attempt == 3
                     or getattr(exc.orig, "sqlstate", None) not in TRANSIENT_SQLSTATES):
                 raise
             log.info("intake of %s %s: %s, trying again", msg.channel, msg.provider_id,

@@ -271,6 +271,6 @@ def _stepwise_write(conn: sa.Connection, w: Write) -> Written:
 def write(run: Runner, w: Write) -> Written:
     """Write everything in ``w`` on ``run``'s connection, inside the caller's transaction
     (which commits) or autocommitted as one statement."""
-    if run.conn.dialect.name == "postgresql":
+    if run.dialect.name == "postgresql":
         return _pg_write(run, w)
     return _stepwise_write(run.conn, w)

@@ -25,7 +25,7 @@ from app import metrics
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Outbox, ThreadKey, Ticket, utcnow
 from app.services import Invalid, NotFound, commit_keeping_loaded
-from app.services.hotpath import Runner, autocommit_engine
+from app.services.hotpath import Runner, autocommitted, in_transaction
 from channels.base import (
     DeliveryResult,
     OutboundMessage,
@@ -282,11 +282,10 @@ def _write(one: sa.Executable, each: list[sa.Executable], params: dict[str, Any]
     statement, autocommitted: one round trip instead of three. Otherwise ``each``
     statement in the session's transaction, then committed, keeping what the session
     holds. With ``returning``: the first statement's first row, or ``None``."""
-    engine = None if db.session().in_transaction() else autocommit_engine()
-    if engine is not None:
-        with engine.connect() as conn:
-            run = Runner(conn)
-            return run.first(one, params) if returning else run.execute(one, params)
+    if not in_transaction():
+        with autocommitted() as run:
+            if run is not None:
+                return run.first(one, params) if returning else run.execute(one, params)
     run = Runner(db.session.connection())
     first = run.first(each[0], params) if returning else run.execute(each[0], params)
     for statement in each[1:]:
@@ -317,7 +316,7 @@ def deliver(outbox_id: int) -> None:
     set_committed_value(row, "attempts", claimed.attempts)
     set_committed_value(row, "next_attempt_at", lease)
     interaction = db.session.get(Interaction, row.interaction_id)
-    if db.session().in_transaction():
+    if in_transaction():
         commit_keeping_loaded()  # no transaction stays open while the provider answers
     _send(row, interaction)
 

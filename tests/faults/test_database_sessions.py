@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Interaction
+from app.services.hotpath import autocommitted
 from app.services.intake import intake
 from channels.base import InboundMessage
 
@@ -32,6 +34,41 @@ def test_a_pooled_connection_the_database_ended_is_replaced_before_use(fault_app
         assert conn.execute(sa.text("SELECT count(*) FROM queues")).scalar_one() >= 0
 
 
+BACKEND = sa.text("SELECT pg_backend_pid()")
+NOTE = sa.text("INSERT INTO audit_log (at, action, object_type, object_id, detail) "
+               "VALUES (now(), 'test.autocommit', 'test', :n, '{}')")
+
+
+def test_autocommitted_statements_commit_and_the_connection_returns_as_it_came(fault_app):
+    """``hotpath.autocommitted`` runs each statement committed on its own, then hands the
+    connection back to the pool in transaction mode, as the session expects it; a
+    connection the server ended under it fails with SQLAlchemy's ``OperationalError``
+    (a 503 for a webhook) and is dropped from the pool, never handed out again."""
+    with autocommitted() as run:
+        first = run.scalar(BACKEND, {})
+        run.execute(NOTE, {"n": "1"})
+    with db.engine.connect() as conn:  # the same pooled connection, in a transaction
+        assert conn.connection.driver_connection.autocommit is False
+        assert conn.execute(BACKEND).scalar_one() == first
+        assert conn.execute(sa.text(
+            "SELECT count(*) FROM audit_log WHERE action = 'test.autocommit'")).scalar_one() == 1
+
+    admin = sa.create_engine(db.engine.url)
+    with pytest.raises(sa.exc.OperationalError), autocommitted() as run:
+        ended = run.scalar(BACKEND, {})
+        with admin.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": ended})
+        run.execute(NOTE, {"n": "2"})
+    admin.dispose()
+    with autocommitted() as run:
+        assert run.scalar(BACKEND, {}) != ended
+        run.execute(NOTE, {"n": "3"})
+
+
+DEADLOCK = sa.text("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; "
+                   "END $$")
+
+
 def test_a_deadlock_victim_is_tried_again_and_stored_once(fault_app, monkeypatch):
     """Two messages on one ticket can deadlock in the database, which then fails one of
     them whole; intake tries that one again, and the message is stored exactly once."""
@@ -42,9 +79,7 @@ def test_a_deadlock_victim_is_tried_again_and_stored_once(fault_app, monkeypatch
     def deadlocking_once(run, w):
         calls.append(1)
         if len(calls) == 1:  # the database's own deadlock error, through the real driver
-            run.conn.execute(sa.text(
-                "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; "
-                "END $$"))
+            run.execute(DEADLOCK, {})
         return write(run, w)
 
     monkeypatch.setattr(intake_write, "write", deadlocking_once)
