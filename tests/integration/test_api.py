@@ -46,6 +46,34 @@ def test_missing_bad_and_revoked_tokens_are_refused(client, make_user):
                       headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
+def test_a_token_s_user_is_read_fresh_and_works_as_loaded(app, client, make_user):
+    """Each request reads its user afresh (on PostgreSQL by one autocommitted statement)
+    into the request's session: the user is persistent and clean, its skills load when
+    used, a change to it is saved, and a deactivation is refused on the next request."""
+    from app.auth import issue_token, user_from_token
+    from app.models import User
+
+    user = make_user(email="sam@example.org", role="supervisor")
+    token, uid = issue_token(user), user.id
+    db.session.remove()
+    with app.test_request_context():
+        loaded = user_from_token(token)
+        assert loaded.id == uid and loaded.email == "sam@example.org"
+        assert sa.inspect(loaded).persistent and not db.session.dirty and not db.session.new
+        assert loaded.has_role("supervisor") and loaded.skills == []
+        loaded.presence = "available"
+        db.session.commit()
+        assert user_from_token(token) is loaded  # one instance per session
+    db.session.remove()
+    assert db.session.get(User, uid).presence == "available"
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/agents", headers=headers).status_code == 200
+    db.session.get(User, uid).active = False
+    db.session.commit()
+    assert client.get("/api/v1/agents", headers=headers).status_code == 401
+    assert user_from_token(issue_token(db.session.get(User, uid))) is None
+
+
 def test_roles_are_enforced(client, auth_headers):
     assert client.get("/api/v1/agents", headers=auth_headers("agent")).status_code == 403
     assert client.get("/api/v1/agents", headers=auth_headers("supervisor")).status_code == 200
