@@ -18,6 +18,7 @@ reopened (a new ticket is started and links to it in its metadata).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -470,11 +471,19 @@ def _store(msg: InboundMessage, check_first: bool, autocommit: bool) -> IntakeRe
     return _intake_once(msg, check_first)
 
 
+@functools.lru_cache(maxsize=64)
+def _inbound_counter(channel: str, duplicate: bool):
+    """The ``civicline_inbound_messages_total`` child of a channel (``labels`` looks it up
+    under a lock on every call; the children live as long as the process)."""
+    return metrics.INBOUND.labels(channel=channel, duplicate=str(duplicate).lower())
+
+
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
     """Persist one inbound message (idempotently), then announce it and queue follow-ups."""
     # Autocommitted statements on PostgreSQL (``hotpath.autocommitted``), unless the caller's
     # transaction is open: then the message is stored and committed with what it holds.
-    autocommit = not in_transaction() and db.engine.dialect.driver == "psycopg"
+    # (``autocommitted`` gives no connection on SQLite: the session is used after all.)
+    autocommit = not in_transaction()
     for attempt in range(4):
         try:
             result = _store(msg, attempt > 0, autocommit)
@@ -495,7 +504,7 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
                 raise
             log.info("intake of %s %s: %s, trying again", msg.channel, msg.provider_id,
                      type(exc.orig).__name__)
-    metrics.INBOUND.labels(channel=msg.channel, duplicate=str(result.duplicate).lower()).inc()
+    _inbound_counter(msg.channel, result.duplicate).inc()
     if not result.duplicate:
         # The events travel to Redis with the follow-up job: one round trip for both.
         with realtime.held() as publishes:
