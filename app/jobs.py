@@ -268,6 +268,101 @@ class EmbeddedRunner(JobRunner):
             self._lock.notify_all()
 
 
+class GroupCommit:
+    """Redis commands of concurrent callers in one process, sent together (a group
+    commit, as databases do for their log).
+
+    ``send(commands)`` returns once a pipeline holding the commands has executed, so a
+    job is in Redis before its caller goes on, as when each caller sent its own: a webhook
+    still answers 200 only for work that is queued. The first caller to find nobody
+    sending sends every command waiting at that moment in one MULTI/EXEC; callers that
+    arrive meanwhile wait, and the first of them sends the next batch. So a process with
+    tens of webhooks in flight pays one round trip and one pipeline for several jobs,
+    while a caller alone sends its own at once. Each caller's commands stay together and
+    in order. When a batch fails, every caller in it gets the error (Redis errors: each
+    then parks its own job, see ``RQRunner.enqueue``)."""
+
+    WAIT_SECONDS = 60  # then give up on the sender (a hung Redis) with a Redis timeout
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+        self._lock = threading.Lock()
+        self._waiting: list[_Batched] = []
+        self._sending = False
+
+    def send(self, commands: list[tuple]) -> None:
+        item = _Batched(commands)
+        with self._lock:
+            self._waiting.append(item)
+            lead, self._sending = not self._sending, True
+        if not lead:
+            try:
+                item.turn.wait(self.WAIT_SECONDS)
+            except BaseException:  # interrupted while waiting: never strand the others
+                self._leave(item)
+                raise
+            with self._lock:
+                lead = item.handed_turn  # the previous sender passed its turn to this caller
+                if not lead and not item.done:  # the sender hangs (a hung Redis): give up
+                    if item in self._waiting:
+                        self._waiting.remove(item)
+                    raise RedisTimeoutError("the Redis batch of this job was not sent in time")
+        if lead:
+            self._send_batch()
+        if item.error is not None:
+            raise item.error
+
+    def _leave(self, item: _Batched) -> None:
+        """Take a caller that stops waiting out of line; a turn it was handed goes on."""
+        with self._lock:
+            if item in self._waiting:
+                self._waiting.remove(item)
+            if item.handed_turn and not item.done:
+                self._pass_turn()
+
+    def _pass_turn(self) -> None:
+        # Under the lock: the next caller in line sends the next batch, or nobody sends.
+        if self._waiting:
+            self._waiting[0].handed_turn = True
+            self._waiting[0].turn.set()
+        else:
+            self._sending = False
+
+    def _send_batch(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        error: BaseException | None = None
+        try:
+            with self.connection.pipeline() as pipe:
+                for item in batch:
+                    for command in item.commands:
+                        pipe.execute_command(*command)
+                pipe.execute()
+        except BaseException as exc:  # noqa: BLE001 - every caller in the batch hears of it
+            error = exc
+            raise
+        finally:
+            for item in batch:
+                if error is not None:
+                    # A sender interrupted (a timeout in its own request) fails the others
+                    # as a lost connection would: they park their jobs.
+                    item.error = error if isinstance(error, Exception) else RedisConnectionError(
+                        f"the batch's sender was interrupted ({type(error).__name__})")
+                item.done = True
+                item.turn.set()
+            with self._lock:
+                self._pass_turn()
+
+
+@dataclass
+class _Batched:
+    commands: list[tuple]
+    turn: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    handed_turn: bool = False
+    error: BaseException | None = None
+
+
 class RQRunner(JobRunner):
     """Enqueues on RQ; ``flask worker`` (or ``run_pending`` in tests) executes."""
 
@@ -278,6 +373,7 @@ class RQRunner(JobRunner):
         self.connection = connection
         self._queues: dict[str, Any] = {}
         self._static: dict[tuple[str, str], dict[str, Any]] = {}
+        self._group = GroupCommit(connection)
 
     def start(self) -> None:
         """Nothing runs in the web process: ``flask worker`` processes execute RQ jobs."""
@@ -353,21 +449,27 @@ class RQRunner(JobRunner):
         from datetime import timedelta
 
         q = self.queue(queue)
-        # One pipeline: the job, its queue and the queue registry in one round trip, with
-        # the realtime events the caller held for it.
-        with self.connection.pipeline() as pipe:
-            if delay:
+        if delay:  # rare: RQ schedules it, in a pipeline of its own
+            with self.connection.pipeline() as pipe:
                 job_id = q.enqueue_in(timedelta(seconds=delay), _RUN_JOB, spec.name, args,
                                       pipeline=pipe, **self._options(spec, job_id)).id
-            else:
-                # The commands ``Queue.enqueue`` sends for a job without dependencies.
-                job_id = job_id or str(uuid.uuid4())
-                pipe.sadd(q.redis_queues_keys, q.key)
-                pipe.hset(q.job_class.key_for(job_id), mapping=self.job_hash(spec, args, queue))
-                pipe.rpush(q.key, job_id)
-            if publishes is not None:  # after the job's commands, in the same MULTI/EXEC
-                publishes.add_to(pipe)
-            pipe.execute()
+                if publishes is not None:
+                    publishes.add_to(pipe)
+                pipe.execute()
+            return job_id
+        # The commands ``Queue.enqueue`` sends for a job without dependencies, then the
+        # realtime events the caller held for it: everything computed here, so that
+        # sending them (together with other callers', see ``GroupCommit``) cannot fail
+        # for a reason of this job's own.
+        job_id = job_id or str(uuid.uuid4())
+        commands = [("SADD", q.redis_queues_keys, q.key),
+                    ("HSET", q.job_class.key_for(job_id),
+                     *itertools.chain.from_iterable(self.job_hash(spec, args, queue).items())),
+                    ("RPUSH", q.key, job_id)]
+        if publishes is not None:
+            commands += [("PUBLISH", channel, payload)
+                         for channel, payload in publishes.take_shared()]
+        self._group.send(commands)
         return job_id
 
     def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int:

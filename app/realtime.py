@@ -54,13 +54,20 @@ class HeldPublishes:
     def add_to(self, pipeline) -> None:
         """Put the held publishes on ``pipeline`` (one to the jobs' Redis), which the
         caller executes; those of a message queue on another server stay held."""
-        kept = []
+        for channel, payload in self.take_shared():
+            pipeline.publish(channel, payload)
+
+    def take_shared(self) -> list[tuple[str, str]]:
+        """The held publishes of a message queue on the jobs' Redis, encoded as the
+        library would (channel, payload), and no longer held; the others stay held."""
+        kept, shared = [], []
         for manager, data in self.messages:
             if manager.shares_server:
-                pipeline.publish(manager.channel, manager.json.dumps(data))
+                shared.append((manager.channel, manager.json.dumps(data)))
             else:
                 kept.append((manager, data))
         self.messages = kept
+        return shared
 
     def send(self) -> None:
         """Publish what is still held, each on its own (the library's retries apply)."""

@@ -1,13 +1,22 @@
 """Jobs on a real Redis, as RQ stores them: CivicLine writes a queued job's hash itself
 (``RQRunner.job_hash``), so it must hold exactly what RQ's own ``Queue.enqueue`` writes,
-and an RQ worker must run it, retries included."""
+and an RQ worker must run it, retries included. Concurrent enqueues of one process go to
+Redis together (``GroupCommit``): each caller returns once its job is queued, and a
+failed batch fails each of its callers."""
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+import redis as redis_py
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from app import jobs
+from tests.faults.test_realtime_publishes import Monitor
 from tests.integration import job_fixtures
 
 TIMES = (b"created_at", b"enqueued_at")
@@ -53,3 +62,54 @@ def test_an_rq_worker_runs_our_jobs_and_retries_them(fault_app):
             worker.queues[0].scheduled_job_registry.remove(job_id)
     assert [c.decode() for c in redis.lrange("test:flaky:calls", 0, -1)] == ["rq-format"] * 3
     assert worker.queues[0].failed_job_registry.count == 0
+
+
+def test_concurrent_enqueues_go_to_redis_together_and_each_is_queued(fault_app, private_redis):
+    runner = fault_app.extensions["civicline_jobs"]
+    redis = runner.connection
+    monitor = Monitor(private_redis.url)
+    # Redis holds every command for 300 ms: the first caller's batch waits, the others
+    # line up behind it and go in the next batch.
+    redis_py.Redis.from_url(private_redis.url).client_pause(300)
+    ids: dict[int, str] = {}
+
+    def enqueue(n: int) -> None:
+        with fault_app.app_context():
+            ids[n] = jobs.enqueue("app.tasks.process_inbound", n, queue=QUEUE)
+
+    threads = [threading.Thread(target=enqueue, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monitor.stop()
+    assert len(ids) == 12 and len(set(ids.values())) == 12
+    queued = [i.decode() for i in redis.lrange(Queue(QUEUE, connection=redis).key, 0, -1)]
+    assert sorted(queued) == sorted(ids.values())
+    for n, job_id in ids.items():
+        assert Job.fetch(job_id, connection=redis).args == ("app.tasks.process_inbound", (n,))
+    batches = monitor.names().count("MULTI")
+    assert 2 <= batches < 12, f"{batches} batches for 12 jobs"
+
+
+def test_a_failed_batch_fails_each_of_its_callers_and_the_next_starts_afresh():
+    dead = redis_py.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1,
+                          retry=Retry(NoBackoff(), 0))  # nothing listens on port 1
+    group = jobs.GroupCommit(dead)
+    errors: list[BaseException] = []
+
+    def send(n: int) -> None:
+        try:
+            group.send([("RPUSH", "q", str(n))])
+        except redis_py.exceptions.ConnectionError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(errors) == 6
+    assert group._waiting == [] and group._sending is False  # noqa: SLF001
+    with pytest.raises(redis_py.exceptions.ConnectionError):
+        group.send([("RPUSH", "q", "again")])  # sent (and failed) at once, not waiting
