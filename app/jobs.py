@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 QUEUES = ("inbound", "outbound", "default", "scheduled")
+RESULT_TTL = 10  # seconds a finished RQ job is kept (see ``RQRunner._options``)
 _RUN_JOB = "app.jobs.run_job"  # what RQ runs: it finds and runs the registered job
 # The fields of a queued RQ job's hash that differ from job to job.
 _PER_JOB = frozenset({"created_at", "enqueued_at", "data", "description", "status"})
@@ -403,11 +404,13 @@ class RQRunner(JobRunner):
     def _options(spec: JobSpec, job_id: str | None) -> dict[str, Any]:
         from rq import Retry
 
-        # Our jobs return nothing and nothing reads their results: a finished job is
-        # deleted at once (result_ttl 0) instead of kept an hour, which at a few hundred
-        # jobs a second held most of Redis's memory. Failed jobs stay a week for
-        # inspection (``rq info``, the failed job registry).
-        options: dict[str, Any] = {"job_timeout": 300, "result_ttl": 0,
+        # Our jobs return nothing and nothing reads their results: a finished job expires
+        # after RESULT_TTL seconds instead of RQ's default of several minutes, which at a
+        # few hundred jobs a second held most of Redis's memory. (Not 0: RQ deletes such a
+        # job at once, which costs its worker nine more round trips per job than letting
+        # it expire.) Failed jobs stay a week for inspection (``rq info``, the failed job
+        # registry).
+        options: dict[str, Any] = {"job_timeout": 300, "result_ttl": RESULT_TTL,
                                    "failure_ttl": 7 * 86400}
         if job_id:
             options["job_id"] = job_id
@@ -451,6 +454,8 @@ class RQRunner(JobRunner):
         q = self.queue(queue)
         if delay:  # rare: RQ schedules it, in a pipeline of its own
             with self.connection.pipeline() as pipe:
+                if job_id:  # a finished run of this id is kept a while: start afresh
+                    pipe.delete(q.job_class.key_for(job_id))
                 job_id = q.enqueue_in(timedelta(seconds=delay), _RUN_JOB, spec.name, args,
                                       pipeline=pipe, **self._options(spec, job_id)).id
                 if publishes is not None:
@@ -461,9 +466,14 @@ class RQRunner(JobRunner):
         # realtime events the caller held for it: everything computed here, so that
         # sending them (together with other callers', see ``GroupCommit``) cannot fail
         # for a reason of this job's own.
-        job_id = job_id or str(uuid.uuid4())
-        commands = [("SADD", q.redis_queues_keys, q.key),
-                    ("HSET", q.job_class.key_for(job_id),
+        commands = [("SADD", q.redis_queues_keys, q.key)]
+        if job_id:
+            # A job id of our own (``outbox-7``) may name a finished run still kept
+            # (RESULT_TTL): its fields and its expiry must not carry over to this one.
+            commands.append(("DEL", q.job_class.key_for(job_id)))
+        else:
+            job_id = str(uuid.uuid4())
+        commands += [("HSET", q.job_class.key_for(job_id),
                      *itertools.chain.from_iterable(self.job_hash(spec, args, queue).items())),
                     ("RPUSH", q.key, job_id)]
         if publishes is not None:

@@ -113,3 +113,24 @@ def test_a_failed_batch_fails_each_of_its_callers_and_the_next_starts_afresh():
     assert group._waiting == [] and group._sending is False  # noqa: SLF001
     with pytest.raises(redis_py.exceptions.ConnectionError):
         group.send([("RPUSH", "q", "again")])  # sent (and failed) at once, not waiting
+
+
+def test_a_job_id_run_again_starts_afresh_while_its_finished_run_is_kept(fault_app):
+    """A finished job is kept ``RESULT_TTL`` seconds (letting it expire costs RQ fewer
+    round trips than deleting it); enqueuing its id again (``outbox-7`` style) queues a
+    fresh job, without the finished run's fields or expiry, and it runs again."""
+    redis = fault_app.extensions["civicline_jobs"].connection
+    redis.delete("test:flaky:calls")
+    worker = SimpleWorker([Queue(QUEUE, connection=redis)], connection=redis)
+    key = Job.key_for("fixed-id")
+
+    jobs.enqueue(job_fixtures.flaky, "twice", 0, job_id="fixed-id", queue=QUEUE)
+    worker.work(burst=True, with_scheduler=False)
+    assert Job.fetch("fixed-id", connection=redis).get_status() == "finished"
+    assert 0 < redis.ttl(key) <= jobs.RESULT_TTL and redis.hget(key, "ended_at")
+
+    jobs.enqueue(job_fixtures.flaky, "twice", 0, job_id="fixed-id", queue=QUEUE)
+    assert redis.ttl(key) == -1  # no expiry carried over: it waits as long as it must
+    assert redis.hget(key, "status") == b"queued" and not redis.hget(key, "ended_at")
+    worker.work(burst=True, with_scheduler=False)
+    assert [c.decode() for c in redis.lrange("test:flaky:calls", 0, -1)] == ["twice"] * 2
