@@ -55,22 +55,21 @@ def _load_user(uid: int) -> User | None:
     machinery) cost a supervisor's snapshot refresh more than the snapshot. A request that
     reads nothing else then needs no transaction at all. Skills are loaded when something
     uses them (routing does), not for every request."""
-    from app.services.hotpath import autocommitted, in_transaction
+    from app.services.hotpath import autocommitted
 
-    key = sa.orm.util.identity_key(User, uid)
-    known = db.session.identity_map.get(key)
-    if known is not None or in_transaction():
-        return known or db.session.get(User, uid, options=_NO_SKILLS)
+    known = db.session.identity_map.get(sa.orm.util.identity_key(User, uid))
+    if known is not None:
+        return known
     with autocommitted() as run:
-        if run is None:
-            return db.session.get(User, uid, options=_NO_SKILLS)
-        row = run.first(_SELECT_USER, {"id": uid})
-    if row is None:
-        return None
-    user = User(**row._asdict())
-    sa.orm.make_transient_to_detached(user)  # as loaded: no history, not pending
-    db.session.add(user)
-    return user
+        if run is not None:
+            row = run.first(_SELECT_USER, {"id": uid})
+            if row is None:
+                return None
+            user = User(**row._asdict())
+            sa.orm.make_transient_to_detached(user)  # as loaded: no history, not pending
+            db.session.add(user)
+            return user
+    return db.session.get(User, uid, options=_NO_SKILLS)
 
 
 def authenticate(email: str, password: str) -> User | None:

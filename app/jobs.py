@@ -468,12 +468,14 @@ class RQRunner(JobRunner):
         # for a reason of this job's own.
         commands = [("SADD", q.redis_queues_keys, q.key)]
         if job_id:
+            key = q.job_class.key_for(job_id)
             # A job id of our own (``outbox-7``) may name a finished run still kept
             # (RESULT_TTL): its fields and its expiry must not carry over to this one.
-            commands.append(("DEL", q.job_class.key_for(job_id)))
+            commands.append(("DEL", key))
         else:
             job_id = str(uuid.uuid4())
-        commands += [("HSET", q.job_class.key_for(job_id),
+            key = q.job_class.key_for(job_id)
+        commands += [("HSET", key,
                      *itertools.chain.from_iterable(self.job_hash(spec, args, queue).items())),
                     ("RPUSH", q.key, job_id)]
         if publishes is not None:

@@ -161,8 +161,9 @@ def in_transaction() -> bool:
 def autocommitted() -> Iterator[Runner | None]:
     """A ``Runner`` on one of the app's pooled connections in autocommit mode, for writes
     that are one statement, atomic on their own, and need no BEGIN and COMMIT around them
-    (two round trips of three); ``None`` on other databases than PostgreSQL (the caller
-    then works in the session).
+    (two round trips of three). ``None`` when the session has a transaction open (the
+    caller's work then joins it, to commit together) or on other databases than
+    PostgreSQL: the caller then works in the session.
 
     The connection is taken from the pool as the driver's own, and switched to
     autocommit and back here: an SQLAlchemy ``Connection`` of an autocommit engine did
@@ -174,7 +175,7 @@ def autocommitted() -> Iterator[Runner | None]:
     from app.extensions import db
 
     engine = db.engine
-    if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+    if engine.dialect.driver != "psycopg" or in_transaction():
         yield None
         return
     try:

@@ -455,7 +455,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
                         created, False, with_person, announcement)
 
 
-def _store(msg: InboundMessage, check_first: bool, autocommit: bool) -> IntakeResult:
+def _store(msg: InboundMessage, check_first: bool) -> IntakeResult:
     """Store the message: in the caller's transaction when the session has one open (so
     what the caller wrote and this commit together), otherwise, on PostgreSQL, as
     autocommitted statements. The write is one statement (``intake_write``), atomic on
@@ -463,11 +463,10 @@ def _store(msg: InboundMessage, check_first: bool, autocommit: bool) -> IntakeRe
     the five round trips a webhook costs. Races are settled by unique constraints either
     way: a conflict raises ``IntegrityError`` and the caller tries again.
 
-    ``autocommit``: whether the session has no transaction open (else: join it)."""
-    if autocommit:
-        with autocommitted() as run:
-            if run is not None:
-                return _intake_once(msg, check_first, run)
+    (``hotpath.autocommitted`` decides which.)"""
+    with autocommitted() as run:
+        if run is not None:
+            return _intake_once(msg, check_first, run)
     return _intake_once(msg, check_first)
 
 
@@ -480,13 +479,9 @@ def _inbound_counter(channel: str, duplicate: bool):
 
 def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
     """Persist one inbound message (idempotently), then announce it and queue follow-ups."""
-    # Autocommitted statements on PostgreSQL (``hotpath.autocommitted``), unless the caller's
-    # transaction is open: then the message is stored and committed with what it holds.
-    # (``autocommitted`` gives no connection on SQLite: the session is used after all.)
-    autocommit = not in_transaction()
     for attempt in range(4):
         try:
-            result = _store(msg, attempt > 0, autocommit)
+            result = _store(msg, attempt > 0)
             break
         except IntegrityError:
             # A concurrent copy of this webhook, or a concurrent first message from the
@@ -499,7 +494,7 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
             # two concurrent messages on one ticket can deadlock; the database then fails
             # one of them, whole. Autocommitted, nothing of it was stored: try again.
             # (Inside a caller's transaction the caller's own work is gone too: re-raise.)
-            if (not autocommit or attempt == 3
+            if (in_transaction() or attempt == 3
                     or getattr(exc.orig, "sqlstate", None) not in TRANSIENT_SQLSTATES):
                 raise
             log.info("intake of %s %s: %s, trying again", msg.channel, msg.provider_id,

@@ -282,10 +282,9 @@ def _write(one: sa.Executable, each: list[sa.Executable], params: dict[str, Any]
     statement, autocommitted: one round trip instead of three. Otherwise ``each``
     statement in the session's transaction, then committed, keeping what the session
     holds. With ``returning``: the first statement's first row, or ``None``."""
-    if not in_transaction():
-        with autocommitted() as run:
-            if run is not None:
-                return run.first(one, params) if returning else run.execute(one, params)
+    with autocommitted() as run:
+        if run is not None:
+            return run.first(one, params) if returning else run.execute(one, params)
     run = Runner(db.session.connection())
     first = run.first(each[0], params) if returning else run.execute(each[0], params)
     for statement in each[1:]:

@@ -1,10 +1,13 @@
-"""Requests the providers make, built the way they make them, for the fault tests."""
+"""For the fault tests: requests the providers make, built the way they make them, and
+a watch on every command a Redis server runs."""
 
 from __future__ import annotations
 
 import itertools
+import threading
 import uuid
 
+import redis
 import requests
 
 from channels import twilio as tw
@@ -39,3 +42,32 @@ def post_email(base_url: str, raw: bytes, timeout: float = 30) -> requests.Respo
     return requests.post(base_url + "/webhooks/email", data=raw, timeout=timeout,
                          headers={"Content-Type": "message/rfc822",
                                   "Authorization": f"Bearer {EMAIL_SECRET}"})
+
+
+class Monitor:
+    """Redis ``MONITOR``: every command the server runs, in order, with its client."""
+
+    def __init__(self, url: str) -> None:
+        self.commands: list[tuple[str, str]] = []
+        self._conn = redis.Redis.from_url(url)
+        self._stop = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self) -> None:
+        with self._conn.monitor() as monitor:
+            self._ready.set()
+            for command in monitor.listen():
+                if self._stop:
+                    return
+                self.commands.append((command["client_address"] + ":" +
+                                      command["client_port"], command["command"]))
+
+    def stop(self) -> None:
+        self._stop = True
+        self._conn.ping()  # one more command wakes the listener so it sees the flag
+
+    def names(self) -> list[str]:
+        return [command.split(" ", 1)[0].upper() for _client, command in self.commands]

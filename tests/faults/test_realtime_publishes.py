@@ -6,7 +6,6 @@ is still published."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -18,37 +17,9 @@ from app.extensions import socketio
 from app.services.intake import intake
 from channels.base import InboundMessage
 from tests.faults.conftest import wait_until
+from tests.faults.helpers import Monitor
 
 CHANNEL = "flask-socketio"
-
-
-class Monitor:
-    """Redis ``MONITOR``: every command the server runs, in order, with its client."""
-
-    def __init__(self, url: str) -> None:
-        self.commands: list[tuple[str, str]] = []
-        self._conn = redis.Redis.from_url(url)
-        self._stop = False
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def _run(self) -> None:
-        with self._conn.monitor() as monitor:
-            self._ready.set()
-            for command in monitor.listen():
-                if self._stop:
-                    return
-                self.commands.append((command["client_address"] + ":" +
-                                      command["client_port"], command["command"]))
-
-    def stop(self) -> None:
-        self._stop = True
-        self._conn.ping()  # one more command wakes the listener so it sees the flag
-
-    def names(self) -> list[str]:
-        return [command.split(" ", 1)[0].upper() for _client, command in self.commands]
 
 
 def _subscriber(url: str):

@@ -16,7 +16,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from app import jobs
-from tests.faults.test_realtime_publishes import Monitor
+from tests.faults.helpers import Monitor
 from tests.integration import job_fixtures
 
 TIMES = (b"created_at", b"enqueued_at")
