@@ -253,7 +253,7 @@ def post_notice(chat: ChatSession, ticket: Ticket, text: str, *, author_kind: st
     )
     db.session.add(interaction)
     ticket.last_activity_at = utcnow()
-    db.session.commit()
+    commit_keeping_loaded()  # shown as written: nothing to read back
     _emit_to_resident(chat.token, "chat.message", message_payload(interaction))
     realtime.emit("interaction.created", {"ticket": realtime.ticket_summary(ticket),
                                           "interaction": realtime.interaction_summary(interaction)},

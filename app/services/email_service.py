@@ -43,7 +43,7 @@ from flask import current_app
 
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Outbox, Ticket, utcnow
-from app.services import ServiceError, followup, knowledge, outbound
+from app.services import ServiceError, commit_keeping_loaded, followup, knowledge, outbound
 from app.services.intake import intake, store_failed_payload
 from channels import email as email_channel
 from channels.base import Attachment, DeliveryResult, OutboundMessage, ParseError
@@ -310,9 +310,15 @@ def last_inbound_email(ticket_id: int) -> Interaction | None:
     )
 
 
-def threading_headers(ticket_id: int) -> tuple[str | None, list[str]]:
-    """(In-Reply-To, References) answering the resident's last email on the ticket."""
-    parent = last_inbound_email(ticket_id)
+_UNREAD = object()
+
+
+def threading_headers(ticket_id: int, parent: Interaction | None | object = _UNREAD
+                      ) -> tuple[str | None, list[str]]:
+    """(In-Reply-To, References) answering the resident's last email on the ticket
+    (``parent``, when the caller has just read it)."""
+    if parent is _UNREAD:
+        parent = last_inbound_email(ticket_id)
     if parent is None or not parent.provider_id or parent.provider_id.endswith(_HASH_ID_SUFFIX):
         return None, []
     references = list((parent.meta or {}).get("references") or [])[-(MAX_REFERENCES - 1) :]
@@ -354,14 +360,14 @@ def reply_by_email(
         commit=False,
     )
     row = outbound.staged_outbox(interaction)
-    in_reply_to, references = threading_headers(ticket.id)
+    in_reply_to, references = threading_headers(ticket.id, parent)
     row.payload = {
         **(row.payload or {}),
         "in_reply_to": in_reply_to,
         "references": references,
         "automatic": automatic,
     }
-    db.session.commit()
+    commit_keeping_loaded()  # announced and sent as written: nothing to read back
     outbound.after_commit(row.id, interaction.id, deliver_now=deliver_now)
     return interaction
 
