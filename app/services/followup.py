@@ -32,6 +32,13 @@ _ACTIVE_ITEM = (
            WorkItem.__table__.c.status.in_(ACTIVE_WORK))
     .limit(1)
 )
+# A follow-up's message and its ticket, with the ticket's citizen and address: one query.
+_MESSAGE_AND_TICKET = (
+    sa.select(Interaction, Ticket)
+    .join(Ticket, Ticket.id == Interaction.ticket_id)
+    .where(Interaction.id == sa.bindparam("interaction_id"))
+    .options(*tickets.WITH_CITIZEN)
+)
 
 
 def with_person(ticket_id: int) -> bool:
@@ -76,10 +83,10 @@ def ensure_work_item(ticket: Ticket) -> WorkItem | None:
 
 
 def process_inbound(interaction_id: int) -> None:
-    interaction = db.session.get(Interaction, interaction_id)
-    if interaction is None:
+    row = db.session.execute(_MESSAGE_AND_TICKET, {"interaction_id": interaction_id}).first()
+    if row is None:
         return
-    ticket = tickets.get(interaction.ticket_id)
+    interaction, ticket = row
     for pre in PRE_HOOKS:
         if pre(interaction, ticket):
             db.session.commit()

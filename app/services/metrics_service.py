@@ -162,14 +162,17 @@ def _answered(d: _Deltas, dims: _Dims, item: WorkItem, key: Key) -> None:
     d.add(key, answered=1, wait_sum=wait, answered_in_sla=int(wait <= target))
 
 
+_WORK_ITEMS_OF_TICKET = (
+    sa.select(sa.func.count()).select_from(WorkItem.__table__)
+    .where(WorkItem.__table__.c.ticket_id == sa.bindparam("ticket_id")))
+
+
 def _new_work_item(d: _Deltas, dims: _Dims, session: Session, item: WorkItem) -> None:
     ticket = dims.ticket(item.ticket_id)
     key = dims.for_ticket(hour_of(item.arrived_at), ticket, item.channel, item.queue_id,
                           item.language)
     d.add(key, offered=1)
-    earlier = session.connection().scalar(
-        sa.select(sa.func.count()).select_from(WorkItem.__table__)
-        .where(WorkItem.__table__.c.ticket_id == item.ticket_id))
+    earlier = session.connection().scalar(_WORK_ITEMS_OF_TICKET, {"ticket_id": item.ticket_id})
     if (earlier or 0) <= 1:
         d.add(key, escalated=1)
     if item.assigned_at is not None:

@@ -10,13 +10,15 @@ from app.services import Invalid
 from app.services.citizens import audit
 
 LIST_FILTERS = ("status", "channel", "citizen_id", "agent_id", "queue")
-_WITH_CITIZEN = (sa.orm.joinedload(Ticket.citizen), sa.orm.joinedload(Ticket.contact_point))
+# Whatever is sent on a ticket needs its citizen and address (where it goes; the
+# citizen's segment, which its metrics count): loaded with it.
+WITH_CITIZEN = (sa.orm.joinedload(Ticket.citizen), sa.orm.joinedload(Ticket.contact_point))
 
 
 def get(ticket_id: int) -> Ticket | None:
     """A ticket with its citizen and address, read in one query: whatever is sent on it
     needs both (where it goes; the citizen's segment, which its metrics count)."""
-    return db.session.get(Ticket, ticket_id, options=_WITH_CITIZEN)
+    return db.session.get(Ticket, ticket_id, options=WITH_CITIZEN)
 
 
 def page(filters: dict, *, limit: int, before_id: int | None = None
