@@ -22,11 +22,13 @@ def process_inbound(interaction_id: int) -> None:
 @job(queue="default")
 def route_work(work_item_id: int) -> None:
     """Triggered by follow-up when a work item enters its queue: a routing step, unless an
-    earlier step already took the item in."""
+    earlier step already took the item in and no arrival counts on this one
+    (``followup.queue_routing``)."""
     from app.services import followup
 
+    counted_on = followup.take_routing_flag()
     for route in followup.ROUTE_HOOKS:
-        route(work_item_id)
+        route(None if counted_on else work_item_id)
 
 
 @job(queue="scheduled")

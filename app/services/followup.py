@@ -107,20 +107,62 @@ def process_inbound(interaction_id: int) -> None:
     # already waits (a resident adding lines to a chat or a text thread) keeps its place
     # and is routed by the periodic tick and by agents freeing up. The decision is its own
     # job on the ``default`` queue, behind the inbound queue: during a burst, one routing
-    # step takes in every item that arrived meanwhile, and the later jobs find their item
-    # already routed and return at once.
+    # step takes in every item that arrived meanwhile (``queue_routing``).
     if created:
         queue_routing(item_id)
 
 
+# Set while a routing job is queued and has not started (with Redis): see ``queue_routing``.
+ROUTING_PENDING_KEY = "civicline:routing-pending"
+# A flag whose job was lost stops no one for longer than this; the periodic routing tick
+# (every 5 s) routes what arrived meanwhile.
+ROUTING_PENDING_TTL = 60
+
+
 def queue_routing(item_id: int) -> None:
     """Have a routing job decide about a work item that just entered its queue (from a
-    job; a webhook where someone waits on the line routes at once)."""
-    if ROUTE_HOOKS:
-        from app import tasks
-        from app.jobs import enqueue
+    job; a webhook where someone waits on the line routes at once).
 
-        enqueue(tasks.route_work, item_id, job_id=f"route-{item_id}")
+    A routing step takes in every item committed before it starts, so an item that
+    arrives while a routing job is queued and not yet started needs no job of its own:
+    with Redis, the first arrival sets ``ROUTING_PENDING_KEY`` (SET NX) and queues the
+    job, and the job takes the flag away as it starts (``take_routing_flag``), before
+    its step reads the database. An item committed before it found the flag set is
+    therefore read by that step. A burst of a hundred arrivals queues one or two jobs
+    instead of a hundred (each cost a worker RQ's own bookkeeping, about a no-op job).
+    Without Redis (the embedded mode) every item queues its job."""
+    if not ROUTE_HOOKS:
+        return
+    from redis.exceptions import RedisError
+
+    from app import tasks
+    from app.extensions import redis_store
+    from app.jobs import enqueue
+
+    client = redis_store.client
+    if client is not None:
+        try:
+            if not client.set(ROUTING_PENDING_KEY, item_id, nx=True, ex=ROUTING_PENDING_TTL):
+                return  # the queued job's step takes this item in
+        except RedisError:  # Redis is away: the job is parked as any job is
+            pass
+    enqueue(tasks.route_work, item_id, job_id=f"route-{item_id}")
+
+
+def take_routing_flag() -> bool:
+    """Called as a routing job starts: True when it took the flag of a queued routing job
+    (its step must run: items that found the flag set count on it)."""
+    from redis.exceptions import RedisError
+
+    from app.extensions import redis_store
+
+    client = redis_store.client
+    if client is None:
+        return False
+    try:
+        return client.getdel(ROUTING_PENDING_KEY) is not None
+    except RedisError:  # the flag expires; the tick routes meanwhile
+        return False
 
 
 def routing_tick() -> None:

@@ -37,7 +37,8 @@ the embedded mode runs one process).
 A step costs time linear in agents and open work items: a few milliseconds for a city
 contact center (about 170 ms with 2,000 items waiting). New work is routed by its own job
 behind the inbound queue (``app.tasks.route_work``), and one step takes in every item
-that has arrived, so a burst costs one step rather than one per arrival. A backlog of
+that has arrived, so a burst costs one step rather than one per arrival (and, with
+Redis, one job: ``followup.queue_routing``). A backlog of
 many thousands of open items would still call for a cached router kept in step with the
 database instead of a rebuild per step.
 
