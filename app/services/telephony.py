@@ -40,6 +40,7 @@ and simulator mode) they are checked against a token derived from ``SECRET_KEY``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -314,7 +315,7 @@ def acknowledge(ticket: Ticket, lang: str | None, *, agent_requested: bool = Fal
     else:
         seconds = queue.sla_target_seconds if queue else 3600
         if queue is not None:
-            seconds = max(seconds, estimated_wait(queue, waiting_ahead(queue) + 1))
+            seconds = max(seconds, wait_for_next(queue))
         when = text["when_open"].format(minutes=_duration_words(seconds, lang))
     template = text["ack_agent" if agent_requested else "ack"]
     # Called by jobs only (the follow-up of a text, an AGENT request): sent in that job.
@@ -322,13 +323,16 @@ def acknowledge(ticket: Ticket, lang: str | None, *, agent_requested: bool = Fal
            kind="ack", point=point, deliver_now=True)
 
 
+_SYSTEM_TEXTS = sa.select(Interaction.__table__.c.metadata).where(
+    Interaction.__table__.c.ticket_id == sa.bindparam("ticket_id"),
+    Interaction.__table__.c.direction == "outbound",
+    Interaction.__table__.c.author_kind == "system",
+    Interaction.__table__.c.channel == "sms",
+)
+
+
 def _already_acknowledged(ticket_id: int) -> bool:
-    rows = db.session.scalars(
-        sa.select(Interaction.meta).where(
-            Interaction.ticket_id == ticket_id, Interaction.direction == "outbound",
-            Interaction.author_kind == "system", Interaction.channel == "sms",
-        )
-    ).all()
+    rows = db.session.connection().execute(_SYSTEM_TEXTS, {"ticket_id": ticket_id}).scalars()
     return any((meta or {}).get("sms_kind") == "ack" for meta in rows)
 
 
@@ -523,11 +527,38 @@ def estimated_wait(queue: Queue, position: int) -> float:
     return max(0.0, per_item) * max(position, 1)
 
 
-def _seconds_between(later, earlier):
+def _seconds_between(later, earlier, dialect: str | None = None):
     """SQL for the seconds from ``earlier`` to ``later`` (two timestamp columns)."""
-    if db.session.get_bind().dialect.name == "postgresql":
+    if (dialect or db.session.get_bind().dialect.name) == "postgresql":
         return sa.func.extract("epoch", later - earlier)
     return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+
+@functools.cache
+def _next_wait_statement(dialect: str) -> sa.Select:
+    """``waiting_ahead`` (without an item) and ``estimated_wait``'s average in one query."""
+    items = WorkItem.__table__.c
+    waiting = (sa.select(sa.func.count()).select_from(WorkItem.__table__)
+               .where(items.queue_id == sa.bindparam("queue_id"),
+                      items.status.in_(("waiting", "offered"))).scalar_subquery())
+    average = (sa.select(sa.func.avg(_seconds_between(items.assigned_at, items.arrived_at,
+                                                      dialect)))
+               .where(items.queue_id == sa.bindparam("queue_id"),
+                      items.assigned_at.is_not(None),
+                      items.assigned_at >= sa.bindparam("since", type_=items.assigned_at.type))
+               .scalar_subquery())
+    return sa.select(waiting, average)
+
+
+def wait_for_next(queue: Queue) -> float:
+    """Seconds until one more arrival would be served:
+    ``estimated_wait(queue, waiting_ahead(queue) + 1)``, read in one query."""
+    connection = db.session.connection()
+    waiting, average = connection.execute(
+        _next_wait_statement(connection.dialect.name),
+        {"queue_id": queue.id, "since": utcnow() - timedelta(hours=1)}).one()
+    per_item = float(average) if average is not None else float(queue.sla_target_seconds)
+    return max(0.0, per_item) * max((waiting or 0) + 1, 1)
 
 
 # --- Voice -----------------------------------------------------------------------------
@@ -715,7 +746,7 @@ def to_agent(interaction: Interaction, ticket: Ticket, lang: str) -> str:
     meta = dict(interaction.meta or {})
     if queue is not None and not queue_is_open(queue):
         return _voicemail(interaction, ticket, meta, lang, "after_hours")
-    if queue is not None and estimated_wait(queue, waiting_ahead(queue) + 1) > (
+    if queue is not None and wait_for_next(queue) > (
             queue.max_wait_seconds or 10**9):
         return _voicemail(interaction, ticket, meta, lang, "overflow")
     if ticket.status == "pending_citizen":

@@ -166,6 +166,7 @@ def test_estimated_wait_is_the_last_hours_wait_per_assignment(client, open_queue
 
     queue = db.session.scalar(sa.select(Queue).order_by(Queue.id))
     assert telephony.estimated_wait(queue, 2) == 2 * queue.sla_target_seconds  # none yet
+    assert telephony.wait_for_next(queue) == queue.sla_target_seconds  # nobody waits
     now = utcnow()
     caller = queue_caller(client, "+15555550133")
     ticket_id = db.session.scalar(sa.select(WorkItem.ticket_id))
@@ -178,6 +179,15 @@ def test_estimated_wait_is_the_last_hours_wait_per_assignment(client, open_queue
     db.session.commit()
     assert telephony.estimated_wait(queue, 2) == pytest.approx(180, abs=0.01)
     assert telephony.estimated_wait(queue, 0) == pytest.approx(90, abs=0.01)
+    # What a text's acknowledgement quotes, in one query: with nobody waiting the next
+    # arrival is first in line; with one waiting, second.
+    assert telephony.waiting_ahead(queue) == 0
+    assert telephony.wait_for_next(queue) == pytest.approx(90, abs=0.01)
+    db.session.add(WorkItem(ticket_id=ticket_id, queue_id=queue.id, channel="sms",
+                            status="waiting", arrived_at=now))
+    db.session.commit()
+    assert telephony.waiting_ahead(queue) == 1
+    assert telephony.wait_for_next(queue) == pytest.approx(180, abs=0.01)
 
 
 def test_callback_keeps_the_place_and_is_not_abandonment(client, open_queues):
