@@ -46,23 +46,26 @@ def with_person(ticket_id: int) -> bool:
     return db.session.execute(_ACTIVE_ITEM, {"ticket_id": ticket_id}).first() is not None
 
 
+_QUEUE_BY_CODE = sa.select(Queue).where(Queue.code == sa.bindparam("code"))
+_ACTIVE_ITEM_OF_TICKET = sa.select(WorkItem).where(
+    WorkItem.ticket_id == sa.bindparam("ticket_id"), WorkItem.status.in_(ACTIVE_WORK))
+
+
 def choose_queue(ticket: Ticket) -> Queue | None:
     if ticket.queue_id:
         return db.session.get(Queue, ticket.queue_id)
     if ticket.topic:
-        queue = db.session.scalar(sa.select(Queue).where(Queue.code == ticket.topic))
+        queue = db.session.scalar(_QUEUE_BY_CODE, {"code": ticket.topic})
         if queue:
             return queue
-    return db.session.scalar(sa.select(Queue).where(Queue.code == GENERAL_QUEUE))
+    return db.session.scalar(_QUEUE_BY_CODE, {"code": GENERAL_QUEUE})
 
 
 def ensure_work_item(ticket: Ticket) -> WorkItem | None:
     """Put an open, unassigned ticket in its queue once (no duplicate work items)."""
     if ticket.status not in OPEN_STATUSES or ticket.assigned_agent_id:
         return None
-    existing = db.session.scalar(
-        sa.select(WorkItem).where(WorkItem.ticket_id == ticket.id,
-                                  WorkItem.status.in_(ACTIVE_WORK)))
+    existing = db.session.scalar(_ACTIVE_ITEM_OF_TICKET, {"ticket_id": ticket.id})
     if existing is not None:
         return existing
     queue = choose_queue(ticket)
