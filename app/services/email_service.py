@@ -296,18 +296,21 @@ def text_to_html(text: str) -> str:
     return f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>'
 
 
-def last_inbound_email(ticket_id: int) -> Interaction | None:
-    return db.session.scalar(
-        sa.select(Interaction)
-        .where(
-            Interaction.ticket_id == ticket_id,
-            Interaction.channel == "email",
-            Interaction.direction == "inbound",
-            Interaction.author_kind == "citizen",
-        )
-        .order_by(Interaction.id.desc())
-        .limit(1)
+_LAST_INBOUND_EMAIL = (
+    sa.select(Interaction)
+    .where(
+        Interaction.ticket_id == sa.bindparam("ticket_id"),
+        Interaction.channel == "email",
+        Interaction.direction == "inbound",
+        Interaction.author_kind == "citizen",
     )
+    .order_by(Interaction.id.desc())
+    .limit(1)
+)
+
+
+def last_inbound_email(ticket_id: int) -> Interaction | None:
+    return db.session.scalar(_LAST_INBOUND_EMAIL, {"ticket_id": ticket_id})
 
 
 _UNREAD = object()
@@ -359,7 +362,8 @@ def reply_by_email(
         meta=meta,
         commit=False,
     )
-    row = outbound.staged_outbox(interaction)
+    # Its payload is complete before anything is written: one INSERT of the outbox row.
+    row = outbound.staged_outbox(interaction, flush=False)
     in_reply_to, references = threading_headers(ticket.id, parent)
     row.payload = {
         **(row.payload or {}),
