@@ -313,15 +313,9 @@ def last_inbound_email(ticket_id: int) -> Interaction | None:
     return db.session.scalar(_LAST_INBOUND_EMAIL, {"ticket_id": ticket_id})
 
 
-_UNREAD = object()
-
-
-def threading_headers(ticket_id: int, parent: Interaction | None | object = _UNREAD
-                      ) -> tuple[str | None, list[str]]:
-    """(In-Reply-To, References) answering the resident's last email on the ticket
-    (``parent``, when the caller has just read it)."""
-    if parent is _UNREAD:
-        parent = last_inbound_email(ticket_id)
+def threading_headers(parent: Interaction | None) -> tuple[str | None, list[str]]:
+    """(In-Reply-To, References) answering ``parent``, the resident's last email on the
+    ticket (``last_inbound_email``)."""
     if parent is None or not parent.provider_id or parent.provider_id.endswith(_HASH_ID_SUFFIX):
         return None, []
     references = list((parent.meta or {}).get("references") or [])[-(MAX_REFERENCES - 1) :]
@@ -364,7 +358,7 @@ def reply_by_email(
     )
     # Its payload is complete before anything is written: one INSERT of the outbox row.
     row = outbound.staged_outbox(interaction, flush=False)
-    in_reply_to, references = threading_headers(ticket.id, parent)
+    in_reply_to, references = threading_headers(parent)
     row.payload = {
         **(row.payload or {}),
         "in_reply_to": in_reply_to,
@@ -389,7 +383,7 @@ def complete_outbound(out: OutboundMessage) -> OutboundMessage:
     if not out.html:
         changes["html"] = text_to_html(out.text)
     if ticket is not None and not out.in_reply_to:
-        in_reply_to, references = threading_headers(ticket.id)
+        in_reply_to, references = threading_headers(last_inbound_email(ticket.id))
         if in_reply_to:
             changes["in_reply_to"], changes["references"] = in_reply_to, references
     if row is not None and (row.payload or {}).get("automatic"):

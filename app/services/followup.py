@@ -26,12 +26,10 @@ PRE_HOOKS: list = []
 SELF_SERVICE_HOOKS: dict[str, object] = {}
 ROUTE_HOOKS: list = []
 ACTIVE_WORK = ("waiting", "offered", "assigned")
-_ACTIVE_ITEM = (
-    sa.select(WorkItem.__table__.c.id)
-    .where(WorkItem.__table__.c.ticket_id == sa.bindparam("ticket_id"),
-           WorkItem.__table__.c.status.in_(ACTIVE_WORK))
-    .limit(1)
-)
+# A ticket's active work item (at most one: ``ensure_work_item``), and whether it has one.
+_ACTIVE_ITEM_OF_TICKET = sa.select(WorkItem).where(
+    WorkItem.ticket_id == sa.bindparam("ticket_id"), WorkItem.status.in_(ACTIVE_WORK))
+_ACTIVE_ITEM = _ACTIVE_ITEM_OF_TICKET.with_only_columns(WorkItem.id).limit(1)
 # A follow-up's message and its ticket, with the ticket's citizen and address: one query.
 _MESSAGE_AND_TICKET = (
     sa.select(Interaction, Ticket)
@@ -47,8 +45,6 @@ def with_person(ticket_id: int) -> bool:
 
 
 _QUEUE_BY_CODE = sa.select(Queue).where(Queue.code == sa.bindparam("code"))
-_ACTIVE_ITEM_OF_TICKET = sa.select(WorkItem).where(
-    WorkItem.ticket_id == sa.bindparam("ticket_id"), WorkItem.status.in_(ACTIVE_WORK))
 
 
 def choose_queue(ticket: Ticket) -> Queue | None:
@@ -143,13 +139,13 @@ def queue_routing(item_id: int) -> None:
     from app.jobs import enqueue
 
     client = redis_store.client
-    if client is not None:
-        try:
-            if not client.set(ROUTING_PENDING_KEY, item_id, nx=True, ex=ROUTING_PENDING_TTL):
-                return  # the queued job's step takes this item in
-        except RedisError:  # Redis is away: the job is parked as any job is
-            pass
-    enqueue(tasks.route_work, item_id, job_id=f"route-{item_id}")
+    try:
+        pending = client is not None and not client.set(
+            ROUTING_PENDING_KEY, item_id, nx=True, ex=ROUTING_PENDING_TTL)
+    except RedisError:  # Redis is away: the job below is parked as any job is
+        pending = False
+    if not pending:  # else the queued job's step takes this item in
+        enqueue(tasks.route_work, item_id, job_id=f"route-{item_id}")
 
 
 def take_routing_flag() -> bool:

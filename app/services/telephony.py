@@ -499,10 +499,29 @@ def queue_is_open(queue: Queue) -> bool:
     return hours_open(queue_hours(queue), utcnow())
 
 
+def _waiting_in(queue_id) -> list:
+    """Conditions of the items waiting in a queue (``queue_id``: a value or a bindparam)."""
+    return [WorkItem.queue_id == queue_id, WorkItem.status.in_(("waiting", "offered"))]
+
+
+def _average_wait(queue_id, since, dialect: str | None = None) -> sa.Select:
+    """The queue's wait per assignment since ``since``, averaged by the database: a busy
+    queue assigns hundreds of items an hour, and the wait announcement is asked for by
+    every caller on hold, about once a minute."""
+    return (sa.select(sa.func.avg(_seconds_between(WorkItem.assigned_at, WorkItem.arrived_at,
+                                                   dialect)))
+            .where(WorkItem.queue_id == queue_id, WorkItem.assigned_at.is_not(None),
+                   WorkItem.assigned_at >= since))
+
+
+def _wait_for(queue: Queue, per_item, position: int) -> float:
+    per_item = float(per_item) if per_item is not None else float(queue.sla_target_seconds)
+    return max(0.0, per_item) * max(position, 1)
+
+
 def waiting_ahead(queue: Queue, item: WorkItem | None = None) -> int:
     """Work items waiting in the queue ahead of ``item`` (all of them without one)."""
-    stmt = sa.select(sa.func.count()).select_from(WorkItem).where(
-        WorkItem.queue_id == queue.id, WorkItem.status.in_(("waiting", "offered")))
+    stmt = sa.select(sa.func.count()).select_from(WorkItem).where(*_waiting_in(queue.id))
     if item is not None:
         stmt = stmt.where(sa.or_(
             WorkItem.priority < item.priority,
@@ -516,15 +535,8 @@ def waiting_ahead(queue: Queue, item: WorkItem | None = None) -> int:
 def estimated_wait(queue: Queue, position: int) -> float:
     """Seconds until ``position`` is served: position × the queue's recent wait per
     assignment (last hour), or its SLA target when nothing was assigned lately."""
-    since = utcnow() - timedelta(hours=1)
-    # Averaged by the database: a busy queue assigns hundreds of items an hour, and the
-    # wait announcement is asked for by every caller on hold, about once a minute.
-    average = db.session.scalar(
-        sa.select(sa.func.avg(_seconds_between(WorkItem.assigned_at, WorkItem.arrived_at)))
-        .where(WorkItem.queue_id == queue.id, WorkItem.assigned_at.is_not(None),
-               WorkItem.assigned_at >= since))
-    per_item = float(average) if average is not None else float(queue.sla_target_seconds)
-    return max(0.0, per_item) * max(position, 1)
+    average = db.session.scalar(_average_wait(queue.id, utcnow() - timedelta(hours=1)))
+    return _wait_for(queue, average, position)
 
 
 def _seconds_between(later, earlier, dialect: str | None = None):
@@ -536,18 +548,13 @@ def _seconds_between(later, earlier, dialect: str | None = None):
 
 @functools.cache
 def _next_wait_statement(dialect: str) -> sa.Select:
-    """``waiting_ahead`` (without an item) and ``estimated_wait``'s average in one query."""
-    items = WorkItem.__table__.c
-    waiting = (sa.select(sa.func.count()).select_from(WorkItem.__table__)
-               .where(items.queue_id == sa.bindparam("queue_id"),
-                      items.status.in_(("waiting", "offered"))).scalar_subquery())
-    average = (sa.select(sa.func.avg(_seconds_between(items.assigned_at, items.arrived_at,
-                                                      dialect)))
-               .where(items.queue_id == sa.bindparam("queue_id"),
-                      items.assigned_at.is_not(None),
-                      items.assigned_at >= sa.bindparam("since", type_=items.assigned_at.type))
-               .scalar_subquery())
-    return sa.select(waiting, average)
+    """``waiting_ahead`` (without an item) and ``estimated_wait``'s average, as one
+    statement built once per database kind."""
+    queue_id = sa.bindparam("queue_id")
+    waiting = sa.select(sa.func.count()).select_from(WorkItem).where(*_waiting_in(queue_id))
+    since = sa.bindparam("since", type_=WorkItem.__table__.c.assigned_at.type)
+    return sa.select(waiting.scalar_subquery(),
+                     _average_wait(queue_id, since, dialect).scalar_subquery())
 
 
 def wait_for_next(queue: Queue) -> float:
@@ -557,8 +564,7 @@ def wait_for_next(queue: Queue) -> float:
     waiting, average = connection.execute(
         _next_wait_statement(connection.dialect.name),
         {"queue_id": queue.id, "since": utcnow() - timedelta(hours=1)}).one()
-    per_item = float(average) if average is not None else float(queue.sla_target_seconds)
-    return max(0.0, per_item) * max((waiting or 0) + 1, 1)
+    return _wait_for(queue, average, (waiting or 0) + 1)
 
 
 # --- Voice -----------------------------------------------------------------------------
