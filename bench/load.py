@@ -25,6 +25,8 @@ queues, and compares what was sent with what is stored. Last line:
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import queue
 import random
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -127,21 +130,56 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
+def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) so far of each named set of process groups (a process
+    started here leads its own group, children included), of every PostgreSQL and Redis
+    server process, and of this client. Linux's /proc; empty where there is none."""
+    tick = os.sysconf("SC_CLK_TCK")
+    owner = {pgid: name for name, pgids in groups.items() for pgid in pgids}
+    servers = {"postgres": "postgres", "redis-server": "redis"}
+    totals = dict.fromkeys([*groups, *servers.values()], 0.0)
+    try:
+        pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
+    except OSError:
+        return {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        command = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        name = owner.get(int(fields[2])) or servers.get(command)
+        if name:
+            totals[name] += (int(fields[11]) + int(fields[12])) / tick
+    usage = os.times()
+    totals["client"] = usage.user + usage.system
+    return totals
+
+
 class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
         self.error_samples: list[str] = []
+        self.window: list[float] = []  # latencies answered since the last progress line
 
     def record(self, kind: str, seconds: float, ok: bool, detail: str = "") -> None:
         with self.lock:
             if ok:
                 self.latency[kind].append(seconds)
+                self.window.append(seconds)
             else:
                 self.errors[kind] += 1
                 if len(self.error_samples) < 5:
                     self.error_samples.append(f"{kind}: {detail[:200].strip()}")
+
+    def take_window(self) -> list[float]:
+        with self.lock:
+            window, self.window = self.window, []
+        return window
 
     def total(self) -> int:
         with self.lock:
@@ -155,18 +193,83 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+class Reply:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = status
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Http:
+    """One keep-alive HTTP/1.1 connection to one web process, on ``http.client``.
+
+    The client shares the machine's two cores with the servers it measures, so it is kept
+    lean: ``requests`` cost about twice as much CPU per call. A request that fails on a
+    kept-alive connection the server has just closed is sent again once on a new
+    connection (webhooks are deduplicated by their ids anyway)."""
+
+    def __init__(self, base: str) -> None:
+        parts = urllib.parse.urlsplit(base)
+        self.host, self.port = parts.hostname, parts.port
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, *, data=None, json_body=None,
+                headers: dict | None = None, timeout: float = 30) -> Reply:
+        headers = dict(headers or {})
+        body = data
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        elif isinstance(data, dict):
+            body = urllib.parse.urlencode(data).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        reused = self.conn is not None
+        try:
+            return self._send(method, path, body, headers, timeout)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            if not reused:
+                raise
+            return self._send(method, path, body, headers, timeout)  # on a new connection
+
+    def _send(self, method: str, path: str, body, headers: dict, timeout: float) -> Reply:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+            reply = Reply(response.status, response.read())
+        except BaseException:
+            self.conn.close()
+            self.conn = None
+            raise
+        if response.will_close:
+            self.conn.close()
+            self.conn = None
+        return reply
+
+    def post(self, path: str, *, data=None, json=None, headers=None, timeout=30) -> Reply:
+        return self.request("POST", path, data=data, json_body=json, headers=headers,
+                            timeout=timeout)
+
+    def get(self, path: str, *, headers=None, timeout=30) -> Reply:
+        return self.request("GET", path, headers=headers, timeout=timeout)
+
+
 class Load:
     """The traffic: what to send, and what was accepted (to compare with the database)."""
 
     def __init__(self, bases: list[str], stats: Stats) -> None:
-        import requests
-
         self.bases = bases
         self.base = bases[0]
         self.turn = 0
         self.stats = stats
         self.local = threading.local()
-        self.requests = requests
         self.sent = {"sms": [], "email": [], "chat": [], "reply": []}
         self.lock = threading.Lock()
         self.refs: list[str] = []
@@ -174,23 +277,27 @@ class Load:
         self.chats: queue.Queue = queue.Queue()
         self.dropped = 0
 
-    def session(self):
+    def session(self) -> Http:
+        """This client thread's connection to its web process (threads are spread over
+        them, as a load balancer would)."""
         if not hasattr(self.local, "session"):
-            self.local.session = self.requests.Session()
-            self.local.base = self.bases[self.turn % len(self.bases)]
-            self.turn += 1
+            with self.lock:
+                base = self.bases[self.turn % len(self.bases)]
+                self.turn += 1
+            self.local.session = Http(base)
         return self.local.session
 
-    @property
-    def here(self) -> str:
-        """The web process this client thread talks to (threads are spread over them)."""
-        self.session()
-        return self.local.base
+    def first(self) -> Http:
+        """A connection to the first web process (log-ins and ticket look-ups)."""
+        if not hasattr(self.local, "first"):
+            self.local.first = Http(self.base)
+        return self.local.first
 
     def token(self, email: str) -> str:
-        response = self.session().post(self.base + "/api/v1/auth/token", timeout=30,
+        response = self.first().post("/api/v1/auth/token", timeout=30,
                                        json={"email": email, "password": PASSWORD})
-        response.raise_for_status()
+        if response.status_code != 200:
+            sys.exit(f"load: could not log in as {email}: HTTP {response.status_code}")
         return response.json()["token"]
 
     def accepted(self, kind: str, key) -> None:
@@ -206,7 +313,7 @@ class Load:
                 "Body": random.choice(["When is my property tax due?", "trash pickup missed",
                                        "how do I renew my passport", "AGENT"])}
         signature = tw.sign(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio/sms", form)
-        response = self.session().post(self.here + "/webhooks/twilio/sms", data=form,
+        response = self.session().post("/webhooks/twilio/sms", data=form,
                                        headers={"X-Twilio-Signature": signature}, timeout=30)
         if response.status_code == 200:
             self.accepted("sms", sid)
@@ -219,7 +326,7 @@ class Load:
                f"Message-ID: {message_id}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                f"\r\nOur bins were not emptied this week.\r\n").encode()
         response = self.session().post(
-            self.here + "/webhooks/email", data=raw, timeout=30,
+            "/webhooks/email", data=raw, timeout=30,
             headers={"Content-Type": "message/rfc822",
                      "Authorization": f"Bearer {EMAIL_SECRET}"})
         ok = response.status_code in (200, 202)
@@ -246,7 +353,7 @@ class Load:
         if ref is None:
             return self.supervisor_refresh()
         response = self.session().post(
-            f"{self.here}/api/v1/tickets/{ref}/reply", timeout=30,
+            f"/api/v1/tickets/{ref}/reply", timeout=30,
             json={"text": f"Thanks, we are looking into it ({uuid.uuid4().hex[:8]})."},
             headers={"Authorization": f"Bearer {self.agent}"})
         ok = response.status_code in (200, 201)
@@ -256,12 +363,12 @@ class Load:
         return ok or response.status_code == 400, f"HTTP {response.status_code} {response.text}"
 
     def supervisor_refresh(self):
-        response = self.session().get(self.here + "/api/v1/supervisor/snapshot", timeout=30,
+        response = self.session().get("/api/v1/supervisor/snapshot", timeout=30,
                                       headers={"Authorization": f"Bearer {self.supervisor}"})
         return response.status_code == 200, f"HTTP {response.status_code} {response.text}"
 
     def refresh_refs(self) -> None:
-        response = self.session().get(self.base + "/api/v1/tickets?limit=100", timeout=30,
+        response = self.first().get("/api/v1/tickets?limit=100", timeout=30,
                                       headers={"Authorization": f"Bearer {self.supervisor}"})
         if response.status_code == 200:
             items = response.json().get("items", [])
@@ -335,8 +442,10 @@ def drive(load: Load, seconds: float, rate: float, threads: int) -> None:
         if now >= next_report:
             done = load.stats.total()
             errors = sum(load.stats.errors.values())
+            window = load.stats.take_window()
             print(f"  {now - began:5.0f} s: {n} due, {done} answered, {errors} errors, "
-                  f"backlog {work.qsize()}", flush=True)
+                  f"backlog {work.qsize()}, p50 {pct(window, 50) * 1000:.0f} ms, "
+                  f"p99 {pct(window, 99) * 1000:.0f} ms", flush=True)
             next_report = now + 5
     dropped = 0
     while True:  # what the server could not take within the period is not sent late
@@ -456,9 +565,12 @@ def main() -> int:
         load.refresh_refs()
         stats.latency.clear()
         print(f"load: {args.rate:.0f} requests/s for {args.seconds:.0f} s", flush=True)
+        groups = {"web": [p.pid for p in webs], "workers": [p.pid for p in workers]}
+        cpu_before = cpu_seconds(groups)
         began = time.monotonic()
         drive(load, args.seconds, args.rate, args.threads)
         elapsed = time.monotonic() - began
+        cpu_after = cpu_seconds(groups)
         print("load: waiting for the workers to drain the queues", flush=True)
         drained = drain(os.environ["REDIS_URL"])
         for client in clients:
@@ -474,6 +586,11 @@ def main() -> int:
         print(f"{'total':<11}{total:>7}{sum(stats.errors.values()):>8}{total / elapsed:>8.1f}")
         for sample in stats.error_samples:
             print(f"  error sample: {sample}")
+        if cpu_after:  # where the machine's two cores went while the load ran
+            used = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+            print("cpu during the load, ms per request and share of one core: " + ", ".join(
+                f"{k} {v / max(stats.total(), 1) * 1000:.2f} ({v / elapsed:.0%})"
+                for k, v in used.items()))
         lost, duplicated, per_kind = compare(load)
         for kind, (sent, stored) in per_kind.items():
             print(f"stored {kind}: {stored} of {sent} accepted")
