@@ -2,7 +2,8 @@
 
 Starts ``--web`` (2) web processes with the Procfile's command
 (``gunicorn -k gevent -w 1 ... -b 127.0.0.1:PORT wsgi:app``) and
-``--workers`` (2) ``flask --app wsgi worker --queues inbound,outbound,default,scheduled`` on
+``--workers`` (2) with the Procfile's worker command
+(``flask --app wsgi worker --queues inbound,outbound,default,scheduled``) on
 ``DATABASE_URL`` (PostgreSQL; its schema is dropped and migrated first: point it at a
 scratch database) and ``REDIS_URL`` (that Redis database is flushed). Client threads
 are spread over the web processes, as a load balancer would. From this separate
@@ -45,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procfile import wait_until_up, web_command  # noqa: E402
+from bench.procfile import wait_until_up, web_command, worker_command  # noqa: E402
 
 SECRET_KEY = "bench-load-secret-key-0123456789abcdef"
 EMAIL_SECRET = "bench-email-secret"
@@ -546,8 +547,7 @@ def main() -> int:
     venv = Path(sys.executable).parent
     webs = [start(web_command(venv, "127.0.0.1", port), logs / f"web-{port}.log")
             for port in ports]
-    workers = [start([str(venv / "flask"), "--app", "wsgi", "worker", "--queues",
-                      "inbound,outbound,default,scheduled"], logs / f"worker-{n}.log")
+    workers = [start(worker_command(venv), logs / f"worker-{n}.log")
                for n in range(1, args.workers + 1)]
     try:
         for base in bases:
@@ -573,6 +573,7 @@ def main() -> int:
         cpu_after = cpu_seconds(groups)
         print("load: waiting for the workers to drain the queues", flush=True)
         drained = drain(os.environ["REDIS_URL"])
+        lag = time.monotonic() - began - elapsed
         for client in clients:
             client.disconnect()
 
@@ -594,7 +595,9 @@ def main() -> int:
         lost, duplicated, per_kind = compare(load)
         for kind, (sent, stored) in per_kind.items():
             print(f"stored {kind}: {stored} of {sent} accepted")
-        if not drained:
+        if drained:  # the follow-up jobs queued during the load, done this long after it
+            print(f"workers: the queues were empty {lag:.0f} s after the load ended")
+        else:
             print("warning: the queues had not drained after 120 s")
         webhook = stats.latency["sms"] + stats.latency["email"]
         print(f"load: lost {lost}, duplicated {duplicated}, "

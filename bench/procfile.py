@@ -32,6 +32,15 @@ def web_command(bin_dir: Path | str, host: str, port: int, *extra: str) -> list[
     return [*argv[:-1], *extra, argv[-1]]
 
 
+def worker_command(bin_dir: Path | str) -> list[str]:
+    """The Procfile's ``flask ... worker`` command, run from ``bin_dir``."""
+    argv = command("worker")
+    if argv[0] != "flask" or "worker" not in argv:
+        raise LookupError("the Procfile's worker process is not 'flask ... worker ...'")
+    argv[0] = str(Path(bin_dir) / "flask")
+    return argv
+
+
 def wait_until_up(url: str, processes: list[subprocess.Popen], timeout: float = 60) -> bool:
     """Poll ``url`` until it answers 200; False when one of ``processes`` exits first or
     ``timeout`` seconds pass (the caller stops them and says where their logs are)."""

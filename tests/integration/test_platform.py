@@ -209,9 +209,10 @@ def test_opted_out_number_is_refused_and_failure_falls_back(app, run_jobs):
     assert err.value.code == "opted_out"
 
 
-def test_the_procfile_systemd_units_and_readme_run_the_same_web_command():
-    """The fault and scale-out tests start the Procfile's command (``bench.procfile``);
-    the systemd unit and the README must run that same command."""
+def test_the_procfile_systemd_units_and_readme_run_the_same_commands():
+    """The fault and scale-out tests start the Procfile's web command (``bench.procfile``),
+    and the load benchmark its web and worker commands; the systemd units and the README
+    must run those same commands."""
     import shlex
 
     from bench.procfile import command
@@ -227,6 +228,13 @@ def test_the_procfile_systemd_units_and_readme_run_the_same_web_command():
     assert argv[1:bind] + argv[bind + 2:] == web[1:bind] + web[bind + 2:]
     options = " ".join(web[1:bind])
     assert options in (root / "README.md").read_text()
+
+    worker = command("worker")
+    unit = (root / "deploy/systemd/civicline-worker@.service").read_text()
+    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(start.removeprefix("ExecStart="))
+    assert Path(argv[0]).name == "flask" and argv[1:] == worker[1:]
+    assert " ".join(worker[1:]) in (root / "README.md").read_text()
 
 
 def test_socketio_runs_on_gevent_inside_gunicorns_gevent_worker():
