@@ -68,9 +68,8 @@ class Config:
     # PostgreSQL connections each process keeps open, and how many more it may open in a
     # burst (closed again when returned). None more by default: a connection opened for
     # a burst costs the server a new process with cold caches, just when it is busiest
-    # (in bench/load.py, 15 kept and 10 more opened 36-110 connections in 40 s and the
-    # webhooks' p99 was 309-421 ms; 25 kept and none more, 1 connection and 225-284 ms).
-    # A request that finds every connection in use waits for one (see ``create_app``).
+    # (the README's Deployment section has the figures). A request that finds every
+    # connection in use waits for one (see ``create_app``).
     DB_POOL_SIZE = int(_env("DB_POOL_SIZE", "25"))
     DB_MAX_OVERFLOW = int(_env("DB_MAX_OVERFLOW", "0"))
     REDIS_URL = _env("REDIS_URL")

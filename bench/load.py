@@ -164,7 +164,9 @@ def stop(proc: subprocess.Popen) -> None:
 def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
     """CPU time (user + system) so far of each named set of process groups (a process
     started here leads its own group, children included), of every PostgreSQL and Redis
-    server process, and of this client. Linux's /proc; empty where there is none."""
+    server process, and of this client. Linux's /proc; empty where there is none. A
+    process that exits meanwhile takes its time with it (a PostgreSQL connection closed
+    during the load: few, with the pool's defaults)."""
     tick = os.sysconf("SC_CLK_TCK")
     owner = {pgid: name for name, pgids in groups.items() for pgid in pgids}
     servers = {"postgres": "postgres", "redis-server": "redis"}

@@ -209,32 +209,34 @@ def test_opted_out_number_is_refused_and_failure_falls_back(app, run_jobs):
     assert err.value.code == "opted_out"
 
 
+def _exec_start(unit: str) -> list[str]:
+    """The command a systemd unit of ``deploy/systemd`` runs, split."""
+    import shlex
+
+    text = (Path(__file__).resolve().parents[2] / "deploy/systemd" / unit).read_text()
+    start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    return shlex.split(start.removeprefix("ExecStart="))
+
+
 def test_the_procfile_systemd_units_and_readme_run_the_same_commands():
     """The fault and scale-out tests start the Procfile's web command (``bench.procfile``),
     and the load benchmark its web and worker commands; the systemd units and the README
     must run those same commands."""
-    import shlex
-
     from bench.procfile import command
 
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     web = command("web")
     assert web[:3] == ["gunicorn", "-k", "gevent"] and web[-1] == "wsgi:app"
-    root = Path(__file__).resolve().parents[2]
-    unit = (root / "deploy/systemd/civicline-web@.service").read_text()
-    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    argv = shlex.split(start.removeprefix("ExecStart="))
+    argv = _exec_start("civicline-web@.service")
     assert Path(argv[0]).name == "gunicorn"
     bind = web.index("-b")
     assert argv[1:bind] + argv[bind + 2:] == web[1:bind] + web[bind + 2:]
-    options = " ".join(web[1:bind])
-    assert options in (root / "README.md").read_text()
+    assert " ".join(web[1:bind]) in readme
 
     worker = command("worker")
-    unit = (root / "deploy/systemd/civicline-worker@.service").read_text()
-    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    argv = shlex.split(start.removeprefix("ExecStart="))
+    argv = _exec_start("civicline-worker@.service")
     assert Path(argv[0]).name == "flask" and argv[1:] == worker[1:]
-    assert " ".join(worker[1:]) in (root / "README.md").read_text()
+    assert " ".join(worker[1:]) in readme
 
 
 def test_socketio_runs_on_gevent_inside_gunicorns_gevent_worker():
