@@ -74,8 +74,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still run (an exited process not yet reaped does not)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            alive.append(pid)
+    return alive
+
+
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 15) -> None:
-    """Signal a process started with ``start_new_session`` and everything it forked."""
+    """Signal a process started with ``start_new_session`` and everything it forked, and
+    wait until all of them are gone: a worker that outlived its supervising shell (it
+    finishes its job on SIGTERM) would take the next test's jobs."""
+    tree: list[int] = []
     if proc.poll() is None:
         tree = descendants(proc.pid)
         with contextlib.suppress(ProcessLookupError):
@@ -89,6 +105,12 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while _running(tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in _running(tree):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class RedisServer:
