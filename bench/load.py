@@ -15,10 +15,13 @@ process it sends, open-loop at ``--rate`` requests per second in total for ``--s
 * agent replies through ``POST /api/v1/tickets/<ref>/reply``, 15%;
 * supervisor refreshes through ``GET /api/v1/supervisor/snapshot``, 20%.
 
-Outbound messages go to the simulator outbox (no provider is called). It prints progress,
-then throughput, p50 and p99 per kind and errors, waits for the workers to drain the
-queues, and compares what was sent with what is stored. Last line:
-``load: lost 0, duplicated 0, webhook p99 40 ms``.
+Outbound messages go to the simulator outbox (no provider is called). The same load runs
+first for ``--warmup`` (10) seconds, reported on its own line and left out of the
+figures. It prints progress with each 5 s window's p50 and p99, then throughput, p50 and
+p99 per kind and errors, the CPU each part used per request (web, workers, PostgreSQL,
+Redis, this client), how long after the load the workers had emptied the queues, and
+what was sent against what is stored (warm-up included). The scratch database gets the
+README's ``wal_compression``. Last line: ``load: lost 0, duplicated 0, webhook p99 40 ms``.
 
     DATABASE_URL=postgresql://... REDIS_URL=redis://127.0.0.1:6379/7 python bench/load.py
 """
