@@ -58,15 +58,23 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent, group,
+    ...), or None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (RQ's work horses call setsid, leaving the group)."""
     children: dict[int, list[int]] = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+        child = stat.split("/")[2]
+        fields = _stat(child)
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(child))
     found, frontier = [], [pid]
     while frontier:
         frontier = [c for p in frontier for c in children.get(p, [])]
@@ -76,15 +84,7 @@ def descendants(pid: int) -> list[int]:
 
 def _running(pids: list[int]) -> list[int]:
     """Those of ``pids`` that still run (an exited process not yet reaped does not)."""
-    alive = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            alive.append(pid)
-    return alive
+    return [pid for pid in pids if (fields := _stat(pid)) and fields[0] not in ("Z", "X")]
 
 
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 15) -> None:
