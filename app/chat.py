@@ -469,10 +469,8 @@ def send_chat_message(ticket_id: int, text: str, agent_id: int) -> Interaction:
     if len(text or "") > _config("CHAT_MAX_MESSAGE_CHARS", MAX_MESSAGE_CHARS):
         raise Invalid("the message is too long", code="message_too_long")
     interaction = outbound.queue_message(ticket, "chat", text, to=visitor_id(chat.token),
-                                         author_agent_id=agent.id, commit=False)
-    row = outbound.staged_outbox(interaction, flush=False)
-    if ticket.status == "new":
-        ticket.status = "open"
+                                         author_agent_id=agent.id, commit=False, opens=True)
+    row = outbound.staged_outbox(interaction)
     commit_keeping_loaded()  # announced as written: nothing to read back
     # Announced, then shown to the resident live; the delivery job takes over a failure.
     outbound.after_commit(row.id, interaction.id, deliver_now=True)

@@ -24,10 +24,16 @@ CHANNELS = ("voice", "sms", "email", "chat", "walkin")
 ACCESSIBILITY = ("deaf", "hard_of_hearing", "blind", "low_vision", "interpreter", "relay")
 
 
+def audit_values(actor: User | None, action: str, object_type: str, object_id: Any,
+                 detail: dict | None = None) -> dict[str, Any]:
+    """An audit entry's column values (for a write that adds it itself)."""
+    return {"actor_id": actor.id if actor else None, "action": action,
+            "object_type": object_type, "object_id": str(object_id), "detail": detail or {}}
+
+
 def audit(actor: User | None, action: str, object_type: str, object_id: Any,
           detail: dict | None = None) -> AuditLog:
-    row = AuditLog(actor_id=actor.id if actor else None, action=action,
-                   object_type=object_type, object_id=str(object_id), detail=detail or {})
+    row = AuditLog(**audit_values(actor, action, object_type, object_id, detail))
     db.session.add(row)
     return row
 

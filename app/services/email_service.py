@@ -343,6 +343,7 @@ def reply_by_email(
     if parent is not None and parent.contact_point_id:
         point = db.session.get(ContactPoint, parent.contact_point_id)
         to = point.value if point is not None else None
+    in_reply_to, references = threading_headers(parent)
     interaction = outbound.queue_message(
         ticket,
         "email",
@@ -355,16 +356,10 @@ def reply_by_email(
         kb=kb,
         meta=meta,
         commit=False,
+        payload={"in_reply_to": in_reply_to, "references": references,
+                 "automatic": automatic},
     )
-    # Its payload is complete before anything is written: one INSERT of the outbox row.
-    row = outbound.staged_outbox(interaction, flush=False)
-    in_reply_to, references = threading_headers(parent)
-    row.payload = {
-        **(row.payload or {}),
-        "in_reply_to": in_reply_to,
-        "references": references,
-        "automatic": automatic,
-    }
+    row = outbound.staged_outbox(interaction)
     commit_keeping_loaded()  # announced and sent as written: nothing to read back
     outbound.after_commit(row.id, interaction.id, deliver_now=deliver_now)
     return interaction

@@ -47,10 +47,10 @@ from app.models import (
     ticket_reference,
     utcnow,
 )
-from app.services import followup, intake_write, metrics_service
+from app.services import followup, message_write, metrics_service
 from app.services.contacts import contact_for_message
 from app.services.hotpath import Runner, autocommitted, in_transaction
-from app.services.intake_write import Write
+from app.services.message_write import Write
 from channels.base import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def store_failed_payload(source: str, body: bytes | str, content_type: str | Non
 # The hot path speaks SQLAlchemy Core: every webhook of every channel comes through here,
 # and building, flushing and expiring ORM objects cost several times what the database
 # itself takes. The statements below are built once; the writes are in
-# ``intake_write``; the ORM is kept for everything that happens after intake.
+# ``message_write``; the ORM is kept for everything that happens after intake.
 _CIT = Citizen.__table__
 _CP = ContactPoint.__table__
 _PROFILE = ChannelProfile.__table__
@@ -437,7 +437,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
         tickets_key = (metrics_service.hour_of(now), code, ticket.channel,
                        ticket.language or "", segment)
         write.metrics.setdefault(tickets_key, {})["tickets"] = 1
-    written = intake_write.write(run, write)
+    written = message_write.write(run, write)
     ticket.id = written.ticket_id
     if created:
         ticket.citizen_id = written.citizen_id
@@ -458,7 +458,7 @@ def _intake_once(msg: InboundMessage, check_first: bool,
 def _store(msg: InboundMessage, check_first: bool) -> IntakeResult:
     """Store the message: in the caller's transaction when the session has one open (so
     what the caller wrote and this commit together), otherwise, on PostgreSQL, as
-    autocommitted statements. The write is one statement (``intake_write``), atomic on
+    autocommitted statements. The write is one statement (``message_write``), atomic on
     its own, and the look-ups before it only read; dropping BEGIN and COMMIT saves two of
     the five round trips a webhook costs. Races are settled by unique constraints either
     way: a conflict raises ``IntegrityError`` and the caller tries again.

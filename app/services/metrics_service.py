@@ -126,6 +126,12 @@ class _Dims:
                 language or ticket.language or "", self.segment(ticket.citizen_id))
 
 
+def ticket_key(session: Session, moment: datetime, ticket: Ticket, channel: str) -> Key:
+    """The counter row of a message on ``channel`` about ``ticket`` at ``moment``: for
+    services that write with Core and count what they wrote themselves."""
+    return _Dims(session).for_ticket(hour_of(moment), ticket, channel)
+
+
 def _seconds(later: datetime | None, earlier: datetime | None) -> int:
     if later is None or earlier is None:
         return 0

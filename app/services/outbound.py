@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import metrics
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Outbox, ThreadKey, Ticket, utcnow
-from app.services import Invalid, NotFound, commit_keeping_loaded
+from app.services import Invalid, NotFound, commit_keeping_loaded, message_write, metrics_service
 from app.services.hotpath import Runner, autocommitted, in_transaction
 from channels.base import (
     DeliveryResult,
@@ -95,11 +95,20 @@ def queue_message(
     commit: bool = True,
     point: ContactPoint | None = None,
     deliver_now: bool = False,
+    payload: dict[str, Any] | None = None,
+    opens: bool = False,
+    audit: dict[str, Any] | None = None,
 ) -> Interaction:
     """Record an outbound message and queue its delivery. Refuses opted-out addresses.
 
+    The interaction, its outbox row, the ticket's activity (and first response, for an
+    agent's message) and the ``outbound`` counter are one write (``message_write``) in
+    the session's transaction; the session then holds both rows as written.
     ``point``: the contact point of ``to`` when the caller has just read it.
-    ``deliver_now``: see ``after_commit``."""
+    ``deliver_now``: see ``after_commit``. ``payload``: more delivery fields (an
+    email's threading headers). ``opens``: a "new" ticket becomes "open". ``audit``: an
+    audit entry's values (``citizens.audit_values``) written with it.
+    ``commit=False``: the caller commits (``staged_outbox`` gives the row)."""
     if not text or not text.strip():
         raise Invalid("a reply needs text", code="empty_reply")
     if point is None or point.citizen_id != ticket.citizen_id or (to and point.value != to) \
@@ -115,54 +124,57 @@ def queue_message(
             code="opted_out",
             detail={"channel": channel, "address": point.value},
         )
+    if db.session.new:
+        db.session.flush()  # the ticket or the address may be new: the write refers to them
     now = utcnow()
-    interaction = Interaction(
-        ticket_id=ticket.id,
-        citizen_id=ticket.citizen_id,
-        contact_point_id=point.id if point else None,
-        channel=channel,
-        direction="outbound",
-        author_kind=author_kind,
-        author_agent_id=author_agent_id,
-        subject=subject,
-        text=text,
-        html=html,
-        delivery_status="queued",
-        kb_article_id=kb[0] if kb else None,
-        kb_article_version=kb[1] if kb else None,
-        meta=meta or {},
-        created_at=now,
-    )
-    db.session.add(interaction)
     tried = list((fallback_of.payload or {}).get("tried", [])) if fallback_of else []
-    row = Outbox(
-        key=uuid.uuid4().hex,
-        interaction=interaction,  # written after it, in the same flush
-        ticket_id=ticket.id,
-        channel=channel,
-        to_address=to,
-        payload={"subject": subject, "tried": tried + [channel], **(meta or {})},
-        status="pending",
-        fallback_of_id=fallback_of.id if fallback_of else None,
+    answered = author_kind == "agent"
+    write = message_write.Write(
+        now=now, ticket_id=ticket.id, citizen_id=ticket.citizen_id,
+        point_id=point.id if point else None, answered=answered, opens=opens,
+        interaction=message_write.fill("i", {
+            "channel": channel, "direction": "outbound", "author_kind": author_kind,
+            "author_agent_id": author_agent_id, "subject": subject, "text": text,
+            "html": html, "delivery_status": "queued",
+            "kb_article_id": kb[0] if kb else None,
+            "kb_article_version": kb[1] if kb else None,
+            "metadata": meta or {}, "created_at": now}),
+        outbox=message_write.fill("o", {
+            "key": uuid.uuid4().hex, "ticket_id": ticket.id, "channel": channel,
+            "to_address": to, "status": "pending",
+            "payload": {"subject": subject, "tried": tried + [channel], **(meta or {}),
+                        **(payload or {})},
+            "fallback_of_id": fallback_of.id if fallback_of else None}),
+        audit=message_write.fill("a", audit) if audit else None,
+        # What the flush events count for ORM writes, counted here for this one.
+        metrics={metrics_service.ticket_key(db.session, now, ticket, channel): {"outbound": 1}},
     )
-    db.session.add(row)
-    # The session holds flushed rows weakly: keep the row for ``staged_outbox``.
+    written = message_write.write(Runner(db.session.connection()), write)
+    interaction = message_write.loaded(Interaction, {
+        **write.interaction, "id": written.interaction_id, "ticket_id": ticket.id,
+        "citizen_id": ticket.citizen_id, "contact_point_id": write.point_id})
+    row = message_write.loaded(Outbox, {
+        **write.outbox, "id": written.outbox_id, "interaction_id": interaction.id})
+    set_committed_value(row, "interaction", interaction)
+    # The ticket's new values, as written (no UPDATE of its own at the commit).
+    changes = {"last_activity_at": now, "updated_at": now}
+    if answered and ticket.first_response_at is None:
+        changes["first_response_at"] = now
+    if opens and ticket.status == "new":
+        changes["status"] = "open"
+    for name, value in changes.items():
+        set_committed_value(ticket, name, value)
+    # The session holds unchanged rows weakly: keep the row for ``staged_outbox``.
     interaction._staged_outbox = row
-    if author_kind == "agent" and ticket.first_response_at is None:
-        ticket.first_response_at = now
-    ticket.last_activity_at = now
     if commit:
         commit_keeping_loaded()
         after_commit(row.id, interaction.id, deliver_now=deliver_now)
     return interaction
 
 
-def staged_outbox(interaction: Interaction, *, flush: bool = True) -> Outbox:
-    """The outbox row ``queue_message(..., commit=False)`` added for this interaction
-    (no query), flushed so that it has its id. ``flush=False`` for a caller that commits
-    next (the commit's flush gives it its id, with everything else, at once)."""
-    if flush:
-        db.session.flush()
+def staged_outbox(interaction: Interaction) -> Outbox:
+    """The outbox row ``queue_message(..., commit=False)`` wrote for this interaction (no
+    query)."""
     return interaction._staged_outbox
 
 

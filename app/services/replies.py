@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Ticket, User, utcnow
 from app.services import Invalid, commit_keeping_loaded, outbound, reach
-from app.services.citizens import audit
+from app.services.citizens import audit_values
 
 REPLY_CHANNELS = ("sms", "email", "chat", "voice")
 SMS_SEGMENT_WARNING = 2
@@ -104,11 +104,10 @@ def reply(ticket: Ticket, agent: User | None, text: str, *, channel: str | None 
     interaction = outbound.queue_message(
         ticket, channel, text, to=address, subject=subject, author_kind="agent",
         author_agent_id=agent.id if agent else None, kb=kb, meta=meta, commit=False,
-        point=point)
-    if ticket.status == "new":
-        ticket.status = "open"
-    audit(agent, "ticket.reply", "ticket", ticket.reference, {"channel": channel})
-    row = outbound.staged_outbox(interaction, flush=False)
+        point=point, opens=True,
+        audit=audit_values(agent, "ticket.reply", "ticket", ticket.reference,
+                           {"channel": channel}))
+    row = outbound.staged_outbox(interaction)
     commit_keeping_loaded()  # announced and returned as written: nothing to read back
     outbound.after_commit(row.id, interaction.id,
                           deliver_now=channel in outbound.LIVE_CHANNELS)

@@ -360,7 +360,7 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
     ticket = db.session.get(Ticket, ticket.id)
     ticket.self_served = True
     ticket.status = "pending_citizen"
-    rows = [outbound.staged_outbox(item, flush=False) for item in staged]
+    rows = [outbound.staged_outbox(item) for item in staged]
     commit_keeping_loaded()
     for row, item in zip(rows, staged, strict=True):  # in order, in this job
         outbound.after_commit(row.id, item.id, deliver_now=True)

@@ -72,9 +72,9 @@ DEADLOCK = sa.text("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCOD
 def test_a_deadlock_victim_is_tried_again_and_stored_once(fault_app, monkeypatch):
     """Two messages on one ticket can deadlock in the database, which then fails one of
     them whole; intake tries that one again, and the message is stored exactly once."""
-    from app.services import intake_write
+    from app.services import message_write
 
-    write, calls = intake_write.write, []
+    write, calls = message_write.write, []
 
     def deadlocking_once(run, w):
         calls.append(1)
@@ -82,7 +82,7 @@ def test_a_deadlock_victim_is_tried_again_and_stored_once(fault_app, monkeypatch
             run.execute(DEADLOCK, {})
         return write(run, w)
 
-    monkeypatch.setattr(intake_write, "write", deadlocking_once)
+    monkeypatch.setattr(message_write, "write", deadlocking_once)
     result = intake(InboundMessage(channel="sms", provider_id="SM-deadlock",
                                    sender="+15555550123", text="is my permit ready?"))
     assert len(calls) == 2 and not result.duplicate

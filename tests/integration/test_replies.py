@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import ContactPoint, Interaction, Outbox
+from app.models import AuditLog, ContactPoint, Interaction, MetricsHourly, Outbox, Ticket
 from app.services.intake import intake
 from channels.base import InboundMessage
 
@@ -31,6 +31,39 @@ def test_reply_goes_out_on_the_residents_channel(client, auth_headers, run_jobs)
     detail = client.get(f"/api/v1/tickets/{t.ticket_reference}", headers=headers).json
     assert detail["status"] == "open" and detail["first_response_at"]
     assert [i["direction"] for i in detail["timeline"]] == ["inbound", "outbound"]
+
+
+def test_a_reply_is_stored_as_it_was_answered_with_its_audit_and_count(client, auth_headers):
+    """The reply's rows are one write: what the API answered is what a fresh read finds,
+    and the audit entry, the outbound counter and the ticket's first response come with
+    it."""
+    t = _sms()
+    r = client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=auth_headers(),
+                    json={"text": "Renew by mail with form DS-82."})
+    assert r.status_code == 201
+    db.session.expire_all()
+    stored = db.session.get(Interaction, r.json["id"])
+    assert (stored.text, stored.direction, stored.channel, stored.delivery_status) == (
+        "Renew by mail with form DS-82.", "outbound", "sms", "queued")
+    assert stored.meta == r.json["metadata"] and stored.author_agent_id is not None
+    assert stored.created_at.isoformat().startswith(r.json["created_at"][:19])
+    row = db.session.scalar(sa.select(Outbox).where(Outbox.interaction_id == stored.id))
+    assert (row.status, row.channel, row.to_address, row.attempts) == (
+        "pending", "sms", "+15555550900", 0)
+    assert row.payload["tried"] == ["sms"] and row.ticket_id == t.ticket_id
+    ticket = db.session.get(Ticket, t.ticket_id)
+    assert ticket.status == "open" and ticket.first_response_at == stored.created_at
+    entry = db.session.scalar(sa.select(AuditLog).where(AuditLog.action == "ticket.reply"))
+    assert entry.object_id == t.ticket_reference and entry.detail == {"channel": "sms"}
+    outbound = db.session.scalar(sa.select(sa.func.sum(MetricsHourly.outbound))
+                                 .where(MetricsHourly.channel == "sms"))
+    assert outbound == 1
+    # A second reply counts again and leaves the first response where it was.
+    client.post(f"/api/v1/tickets/{t.ticket_reference}/reply", headers=auth_headers(),
+                json={"text": "Or in person at any passport office."})
+    db.session.expire_all()
+    assert db.session.get(Ticket, t.ticket_id).first_response_at == stored.created_at
+    assert db.session.scalar(sa.select(sa.func.sum(MetricsHourly.outbound))) == 2
 
 
 def test_reply_goes_to_the_number_that_texted(client, auth_headers, run_jobs):

@@ -1,14 +1,16 @@
-"""The write half of intake: everything one inbound message adds, in as few round trips
-as the database allows.
+"""The write of one message: everything an inbound message (intake) or an outbound one
+(``outbound.queue_message``) adds, in as few round trips as the database allows.
 
-Intake decides *what* to write (``Write``); this module writes it. On PostgreSQL the whole
-write (a new citizen with contact point and profile, a new ticket or the touch of an
-existing one, the interaction, its thread keys and the counter increments) is one
-statement of data-modifying CTEs, so a webhook costs a look-up, this statement and the
-commit: three round trips instead of eight. On SQLite, which runs in-process and has no
-round trips to save, the same rows are written one statement at a time.
+The caller decides *what* to write (``Write``); this module writes it. On PostgreSQL the
+whole write (a new citizen with contact point and profile, a new ticket or the touch of an
+existing one, the interaction, its thread keys, an outbound message's outbox row and
+audit entry, and the counter increments) is one statement of data-modifying CTEs, so a
+webhook costs a look-up, this statement and the commit: three round trips instead of
+eight, and an agent's reply one statement instead of an ORM flush of five. On SQLite,
+which runs in-process and has no round trips to save, the same rows are written one
+statement at a time.
 
-Every column the models give a Python default gets it here too (``_fill``), so rows
+Every column the models give a Python default gets it here too (``fill``), so rows
 written by this module read back exactly like rows the ORM would have written.
 """
 
@@ -22,7 +24,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from app.models import ChannelProfile, Citizen, ContactPoint, Interaction, ThreadKey, Ticket
+from app.models import (
+    AuditLog,
+    ChannelProfile,
+    Citizen,
+    ContactPoint,
+    Interaction,
+    Outbox,
+    ThreadKey,
+    Ticket,
+)
 from app.services import metrics_service
 from app.services.hotpath import Runner
 
@@ -32,7 +43,11 @@ _TABLES = {
     "pr": ChannelProfile.__table__,
     "t": Ticket.__table__,
     "i": Interaction.__table__,
+    "o": Outbox.__table__,
+    "a": AuditLog.__table__,
 }
+# Inserted without reading their ids back.
+_SILENT = ("pr", "a")
 _KEYS = ThreadKey.__table__
 _TICKET = Ticket.__table__
 _METRICS = "metrics_hourly"
@@ -42,12 +57,13 @@ _REFERENCES = {
     ("p", "citizen_id"): "c", ("pr", "citizen_id"): "c",
     ("t", "citizen_id"): "c", ("t", "contact_point_id"): "p",
     ("i", "citizen_id"): "c", ("i", "contact_point_id"): "p", ("i", "ticket_id"): "t",
+    ("o", "interaction_id"): "i",
 }
 
 
 @dataclass
 class Write:
-    """What one inbound message adds. ``None`` ids are created by this write."""
+    """What one message adds. ``None`` ids are created by this write."""
 
     now: Any
     citizen: dict[str, Any] | None = None  # a new citizen's values
@@ -55,8 +71,12 @@ class Write:
     profile: dict[str, Any] | None = None
     ticket: dict[str, Any] | None = None  # a new ticket's values
     ticket_id: int | None = None  # or the existing ticket it continues
-    reopen: bool = False
+    reopen: bool = False  # the existing ticket is open again (status, resolved_at)
+    answered: bool = False  # an agent's message: the ticket's first response, if none yet
+    opens: bool = False  # a "new" ticket becomes "open"
     interaction: dict[str, Any] = field(default_factory=dict)
+    outbox: dict[str, Any] | None = None  # an outbound message's delivery row
+    audit: dict[str, Any] | None = None  # an audit entry written with it
     keys: list[tuple[str, str]] = field(default_factory=list)  # thread keys to record
     metrics: dict[tuple, dict[str, int]] = field(default_factory=dict)
     citizen_id: int | None = None
@@ -69,6 +89,7 @@ class Written:
     point_id: int | None
     ticket_id: int
     interaction_id: int
+    outbox_id: int | None = None
 
 
 def _default_makers(table: sa.Table) -> dict[str, Any]:
@@ -87,13 +108,39 @@ def _default_makers(table: sa.Table) -> dict[str, Any]:
 _DEFAULTS = {alias: _default_makers(table) for alias, table in _TABLES.items()}
 
 
-def _fill(alias: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The row's values with the model's Python defaults for what was not given."""
+def fill(alias: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The row's values with the model's Python defaults for what was not given (by
+    column name; ``alias`` names the table as ``Write`` does: "i" an interaction, "o" an
+    outbox row, "a" an audit entry...)."""
     row = dict(values)
     for name, make in _DEFAULTS[alias].items():
         if name not in row:
             row[name] = make(None)
     return row
+
+
+@functools.cache
+def _attributes(model: type) -> tuple[tuple[str, str], ...]:
+    mapper = sa.inspect(model)
+    return tuple((column.name, mapper.get_property_by_column(column).key)
+                 for column in mapper.local_table.columns)
+
+
+def loaded(model: type, values: dict[str, Any]):
+    """The ORM object of a row just written with ``values`` (by column name, ``id``
+    included), held by the session as if it had been read: no query, no pending change.
+    Columns not given are NULL, as they were written."""
+    from sqlalchemy.orm import make_transient_to_detached
+
+    from app.extensions import db
+
+    obj = model()
+    state = obj.__dict__
+    for name, key in _attributes(model):
+        state[key] = values.get(name)
+    make_transient_to_detached(obj)
+    db.session.add(obj)
+    return obj
 
 
 # --- PostgreSQL: one statement ------------------------------------------------------------
@@ -148,22 +195,35 @@ def _insert_cte(alias: str, names: tuple[str, ...], present: set[str],
             f"SELECT {', '.join(parts)}{tail})")
 
 
+def _touch_sets(touch: tuple[bool, bool, bool], now: str) -> str:
+    """What continuing an existing ticket sets, besides its activity times (``now``: the
+    SQL of the current time's parameter)."""
+    reopen, answered, opened = touch
+    sets = ""
+    if reopen:
+        sets += ", status = 'open', resolved_at = NULL"
+    elif opened:
+        sets += ", status = CASE WHEN status = 'new' THEN 'open' ELSE status END"
+    if answered:
+        sets += f", first_response_at = COALESCE(first_response_at, {now})"
+    return sets
+
+
 def _pg_statement(shape: tuple) -> sa.TextClause:
     """The statement for one shape of write, built once per shape and process."""
     if shape in _STATEMENTS:
         return _STATEMENTS[shape]
-    inserts, reopen, n_keys, n_metrics, counters = shape
+    inserts, touch, n_keys, n_metrics, counters = shape
     binds: list[sa.BindParameter] = []
     present: set[str] = set()
     ctes = []
     for alias, names in inserts:
         if alias == "i" and "t" not in present:
-            reopened = ", status = 'open', resolved_at = NULL" if reopen else ""
             binds.append(sa.bindparam("now", type_=_TICKET.c.updated_at.type))
-            ctes.append(f"u AS (UPDATE {_TICKET.name} SET last_activity_at = CAST(:now AS "
-                        f"TIMESTAMP), updated_at = CAST(:now AS TIMESTAMP){reopened} "
-                        f"WHERE id = :t_id)")
-        ctes.append(_insert_cte(alias, names, present, binds, returning=alias != "pr"))
+            now = "CAST(:now AS TIMESTAMP)"
+            ctes.append(f"u AS (UPDATE {_TICKET.name} SET last_activity_at = {now}, "
+                        f"updated_at = {now}{_touch_sets(touch, now)} WHERE id = :t_id)")
+        ctes.append(_insert_cte(alias, names, present, binds, returning=alias not in _SILENT))
         present.add(alias)
     ticket_ref = "(SELECT id FROM t)" if "t" in present else ":t_id"
     if n_keys:
@@ -184,7 +244,7 @@ def _pg_statement(shape: tuple) -> sa.TextClause:
             binds.append(sa.bindparam(f"m{n}_hour", type_=sa.DateTime()))
     result = ", ".join(
         f"(SELECT id FROM {alias})" if alias in present else "NULL"
-        for alias in ("c", "p", "t", "i"))
+        for alias in ("c", "p", "t", "i", "o"))
     sql = "WITH " + ",\n".join(ctes) + f"\nSELECT {result}"
     statement = sa.text(sql).bindparams(*binds)
     _STATEMENTS[shape] = statement
@@ -202,14 +262,15 @@ def _pg_write(run: Runner, w: Write) -> Written:
     existing = {"c": w.citizen_id, "p": w.point_id, "t": w.ticket_id}
     inserts = []
     for alias, values in (("c", w.citizen), ("p", w.point), ("pr", w.profile),
-                          ("t", w.ticket), ("i", w.interaction)):
+                          ("t", w.ticket), ("i", w.interaction), ("o", w.outbox),
+                          ("a", w.audit)):
         if values is None:
             continue
-        row = _fill(alias, values)
+        row = fill(alias, values)
         names = _written_columns(alias, row)
         inserts.append((alias, names))
         for name, param, source in _params_of(alias, names):
-            params[param] = existing[source] if source else row[name]
+            params[param] = existing.get(source) if source else row[name]
     for n, (kind, key) in enumerate(w.keys):
         params[f"k{n}_kind"] = kind
         params[f"k{n}_key"] = key
@@ -221,11 +282,12 @@ def _pg_write(run: Runner, w: Write) -> Written:
             params[f"m{n}_{name}"] = value
         for name in counters:
             params[f"m{n}_{name}"] = counts.get(name, 0)
-    shape = (tuple(inserts), w.reopen, len(w.keys), len(w.metrics) if counters else 0,
-             counters)
-    citizen_id, point_id, ticket_id, interaction_id = run.one(_pg_statement(shape), params)
+    shape = (tuple(inserts), (w.reopen, w.answered, w.opens), len(w.keys),
+             len(w.metrics) if counters else 0, counters)
+    citizen_id, point_id, ticket_id, interaction_id, outbox_id = run.one(
+        _pg_statement(shape), params)
     return Written(citizen_id or w.citizen_id, point_id or w.point_id,
-                   ticket_id or w.ticket_id, interaction_id)
+                   ticket_id or w.ticket_id, interaction_id, outbox_id)
 
 
 # --- SQLite (and any other database): one statement per row ------------------------------
@@ -237,9 +299,16 @@ _KEY_UPSERT = sa.text(
 
 
 _INSERTS = {alias: sa.insert(table).returning(table.c.id) for alias, table in _TABLES.items()}
-_TOUCH = sa.update(_TICKET).where(_TICKET.c.id == sa.bindparam("ticket_id")).values(
-    last_activity_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
-_REOPEN = _TOUCH.values(status="open", resolved_at=None)
+_TOUCHES: dict[tuple[bool, bool, bool], sa.TextClause] = {}
+
+
+def _touch(touch: tuple[bool, bool, bool]) -> sa.TextClause:
+    if touch not in _TOUCHES:
+        _TOUCHES[touch] = sa.text(
+            f"UPDATE {_TICKET.name} SET last_activity_at = :now, updated_at = :now"
+            f"{_touch_sets(touch, ':now')} "
+            "WHERE id = :ticket_id").bindparams(sa.bindparam("now", type_=sa.DateTime()))
+    return _TOUCHES[touch]
 
 
 def _insert(conn: sa.Connection, alias: str, values: dict[str, Any]) -> int:
@@ -257,15 +326,21 @@ def _stepwise_write(conn: sa.Connection, w: Write) -> Written:
         ticket_id = _insert(conn, "t", {**w.ticket, "citizen_id": citizen_id,
                                         "contact_point_id": point_id})
     else:
-        conn.execute(_REOPEN if w.reopen else _TOUCH, {"ticket_id": ticket_id, "now": w.now})
+        conn.execute(_touch((w.reopen, w.answered, w.opens)),
+                     {"ticket_id": ticket_id, "now": w.now})
     interaction_id = _insert(conn, "i", {**w.interaction, "ticket_id": ticket_id,
                                          "citizen_id": citizen_id,
                                          "contact_point_id": point_id})
+    outbox_id = None
+    if w.outbox is not None:
+        outbox_id = _insert(conn, "o", {**w.outbox, "interaction_id": interaction_id})
+    if w.audit is not None:
+        _insert(conn, "a", w.audit)
     for kind, key in w.keys:
         conn.execute(_KEY_UPSERT, {"kind": kind, "key": key, "ticket_id": ticket_id})
     if w.metrics:
         metrics_service.apply(conn, w.metrics)
-    return Written(citizen_id, point_id, ticket_id, interaction_id)
+    return Written(citizen_id, point_id, ticket_id, interaction_id, outbox_id)
 
 
 def write(run: Runner, w: Write) -> Written:
