@@ -64,7 +64,7 @@ def seed_demo() -> None:
                    "failures, retries and warnings are logged.")
 def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool) -> None:
     """Run an RQ worker (with its scheduler) for the given queues. Needs REDIS_URL."""
-    from rq import Queue, SimpleWorker
+    from rq import Queue
 
     from app import jobs
     from app.extensions import redis_store
@@ -83,10 +83,8 @@ def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool) -> None
         app = current_app._get_current_object()
         threading.Thread(target=jobs.periodic_loop, args=(app, redis_store.client, stop),
                          daemon=True).start()
-    # SimpleWorker runs jobs in this process instead of forking one per job: jobs are
-    # short and take ids, and a fork per job cost more than most jobs themselves.
-    rq_worker = SimpleWorker([Queue(n, connection=redis_store.client) for n in names],
-                             connection=redis_store.client)
+    rq_worker = jobs.worker_class()([Queue(n, connection=redis_store.client) for n in names],
+                                    connection=redis_store.client)
     click.echo(f"worker serving {', '.join(names)}")
     try:
         # Four INFO lines per job cost a busy worker more than some of its jobs do.

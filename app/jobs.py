@@ -486,7 +486,6 @@ class RQRunner(JobRunner):
 
     def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int:
         """Burst: move due delayed jobs in, then work every queue until empty."""
-        from rq import SimpleWorker
         from rq.registry import ScheduledJobRegistry
 
         total = 0
@@ -502,10 +501,43 @@ class RQRunner(JobRunner):
             pending = sum(q.count for q in queues)
             if not pending:
                 break
-            worker = SimpleWorker(queues, connection=self.connection)
+            worker = worker_class()(queues, connection=self.connection)
             worker.work(burst=True, with_scheduler=False, max_jobs=max_jobs)
             total += pending
         return total
+
+
+def worker_class():
+    """RQ's ``SimpleWorker`` (jobs run in the worker's own process: they are short and
+    take ids, and a fork per job cost more than most jobs themselves), without the
+    bookkeeping that repeats itself between two jobs.
+
+    Between one job and the next, RQ writes the worker's heartbeat three times and its
+    "idle" state twice, each its own round trip to Redis: seven of the seventeen a job
+    costs the worker. Here a heartbeat sent on its own is skipped when the last one is
+    less than ``HEARTBEAT_EVERY`` seconds old (the worker's key lives for minutes), and a
+    state already written is not written again. Heartbeats sent with RQ's own pipelines
+    (as a job starts and ends, and while a long job runs) are all kept."""
+    from rq import SimpleWorker
+    from rq.utils import now
+
+    class Worker(SimpleWorker):
+        def heartbeat(self, timeout=None, pipeline=None):
+            last = getattr(self, "last_heartbeat", None)
+            if (pipeline is None and timeout is None and last is not None
+                    and (now() - last).total_seconds() < HEARTBEAT_EVERY):
+                return
+            super().heartbeat(timeout, pipeline)
+
+        def set_state(self, state, pipeline=None):
+            if pipeline is None and state == getattr(self, "_state", None):
+                return
+            super().set_state(state, pipeline)
+
+    return Worker
+
+
+HEARTBEAT_EVERY = 5  # seconds between two heartbeats a worker sends on their own
 
 
 _current_app_for_worker: Flask | None = None

@@ -14,8 +14,9 @@ a scratch database) and ``REDIS_URL`` (that Redis database is flushed):
 1. ``--block`` messages go through the intake service, untimed, as the webhooks take
    them: SMS and email in the proportions of the load benchmark (40:15), 30% from
    returning residents; their follow-up jobs wait in Redis.
-2. One RQ ``SimpleWorker`` in this process (what ``flask worker`` runs) works the queues
-   in burst mode until they are empty: CPU seconds of this process and wall time.
+2. One RQ worker in this process (``jobs.worker_class()``, what ``flask worker`` runs)
+   works the queues in burst mode until they are empty: CPU seconds of this process and
+   wall time.
 3. The baseline, in the same round: as many jobs that do nothing, through the same worker
    the same way: RQ's own cost per job (dequeue, bookkeeping, result).
 
@@ -71,11 +72,10 @@ def make_messages(n: int, seed: int = 11):
 
 def work(queues) -> tuple[float, float, int, int]:
     """Run one burst worker until the queues are empty: (CPU s, wall s, done, failed)."""
-    from rq import SimpleWorker
-
     from app.extensions import redis_store
+    from app.jobs import worker_class
 
-    class CountingWorker(SimpleWorker):
+    class CountingWorker(worker_class()):
         done = failed = 0
 
         def handle_job_success(self, *args, **kwargs):

@@ -12,7 +12,7 @@ import pytest
 import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 
 from app import jobs
@@ -54,7 +54,7 @@ def test_an_rq_worker_runs_our_jobs_and_retries_them(fault_app):
     redis = fault_app.extensions["civicline_jobs"].connection
     redis.delete("test:flaky:calls")
     jobs.enqueue(job_fixtures.flaky, "rq-format", 2, queue=QUEUE)  # fails twice, then works
-    worker = SimpleWorker([Queue(QUEUE, connection=redis)], connection=redis)
+    worker = jobs.worker_class()([Queue(QUEUE, connection=redis)], connection=redis)
     for _ in range(3):
         worker.work(burst=True, with_scheduler=False)
         for job_id in worker.queues[0].scheduled_job_registry.get_job_ids():
@@ -62,6 +62,33 @@ def test_an_rq_worker_runs_our_jobs_and_retries_them(fault_app):
             worker.queues[0].scheduled_job_registry.remove(job_id)
     assert [c.decode() for c in redis.lrange("test:flaky:calls", 0, -1)] == ["rq-format"] * 3
     assert worker.queues[0].failed_job_registry.count == 0
+
+
+def test_the_worker_writes_its_heartbeat_and_state_between_jobs_only_when_due(
+        fault_app, private_redis):
+    """``flask worker``'s worker runs every job and keeps its key alive, without RQ's
+    repeated heartbeat and "idle" writes between two jobs."""
+    redis = fault_app.extensions["civicline_jobs"].connection
+    redis.delete("test:flaky:calls")
+    for n in range(10):
+        jobs.enqueue(job_fixtures.flaky, f"job-{n}", 0, queue=QUEUE)
+    worker = jobs.worker_class()([Queue(QUEUE, connection=redis)], connection=redis)
+    monitor = Monitor(private_redis.url)
+    worker.work(burst=True, with_scheduler=False)
+    monitor.stop()
+    assert redis.llen("test:flaky:calls") == 10
+    assert worker.queues[0].finished_job_registry.count == 10
+    worker_writes = [command for _client, command in monitor.commands
+                     if worker.key in command and command.upper().startswith("HSET ")]
+    # Per job, RQ's own pipelines write two heartbeats (as the job starts, and with the
+    # suspension check after it); of those it sends on their own (three more per job with
+    # RQ's SimpleWorker: 54 in all here) only the first remains. "idle" is written once
+    # per job, when the worker goes back to it (twice with RQ's: 21 here).
+    heartbeats = [c for c in worker_writes if "last_heartbeat" in c]
+    idle = [c for c in worker_writes if "state idle" in c]
+    assert len(heartbeats) <= 2 * 10 + 3, heartbeats
+    assert len(idle) <= 10 + 1, idle
+    assert redis.ttl(worker.key) > 0 or not redis.exists(worker.key)
 
 
 def test_concurrent_enqueues_go_to_redis_together_and_each_is_queued(fault_app, private_redis):
@@ -121,7 +148,7 @@ def test_a_job_id_run_again_starts_afresh_while_its_finished_run_is_kept(fault_a
     fresh job, without the finished run's fields or expiry, and it runs again."""
     redis = fault_app.extensions["civicline_jobs"].connection
     redis.delete("test:flaky:calls")
-    worker = SimpleWorker([Queue(QUEUE, connection=redis)], connection=redis)
+    worker = jobs.worker_class()([Queue(QUEUE, connection=redis)], connection=redis)
     key = Job.key_for("fixed-id")
 
     jobs.enqueue(job_fixtures.flaky, "twice", 0, job_id="fixed-id", queue=QUEUE)
