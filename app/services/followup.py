@@ -26,35 +26,49 @@ PRE_HOOKS: list = []
 SELF_SERVICE_HOOKS: dict[str, object] = {}
 ROUTE_HOOKS: list = []
 ACTIVE_WORK = ("waiting", "offered", "assigned")
-# A ticket's active work item (at most one: ``ensure_work_item``), and whether it has one.
+# A ticket's active work item (at most one: ``ensure_work_item``).
 _ACTIVE_ITEM_OF_TICKET = sa.select(WorkItem).where(
     WorkItem.ticket_id == sa.bindparam("ticket_id"), WorkItem.status.in_(ACTIVE_WORK))
-_ACTIVE_ITEM = _ACTIVE_ITEM_OF_TICKET.with_only_columns(WorkItem.id).limit(1)
-# A follow-up's message and its ticket, with the ticket's citizen and address: one query.
+# Whether the ticket waits for a person or is with one (an active work item), as a column
+# of a query that reads the ticket.
+WITH_PERSON = sa.exists().where(
+    WorkItem.__table__.c.ticket_id == Ticket.__table__.c.id,
+    WorkItem.__table__.c.status.in_(ACTIVE_WORK))
+# A follow-up's message and its ticket, with the ticket's citizen and address, and
+# ``WITH_PERSON``: one query.
 _MESSAGE_AND_TICKET = (
-    sa.select(Interaction, Ticket)
+    sa.select(Interaction, Ticket, WITH_PERSON)
     .join(Ticket, Ticket.id == Interaction.ticket_id)
     .where(Interaction.id == sa.bindparam("interaction_id"))
     .options(*tickets.WITH_CITIZEN)
 )
 
 
-def with_person(ticket_id: int) -> bool:
-    """True while the ticket waits for a person or is with one (an active work item)."""
-    return db.session.execute(_ACTIVE_ITEM, {"ticket_id": ticket_id}).first() is not None
-
-
 _QUEUE_BY_CODE = sa.select(Queue).where(Queue.code == sa.bindparam("code"))
+# Queue ids by code: a queue's code never changes (``realtime.queue_code``). A follow-up
+# asks for its ticket's queue twice (the acknowledgement's expected wait, then the work
+# item); by id, the second is the session's own copy instead of a query.
+_QUEUE_IDS: dict[str, int] = {}
+
+
+def queue_by_code(code: str) -> Queue | None:
+    queue_id = _QUEUE_IDS.get(code)
+    queue = db.session.get(Queue, queue_id) if queue_id is not None else None
+    if queue is None or queue.code != code:  # not seen yet, or deleted since
+        queue = db.session.scalar(_QUEUE_BY_CODE, {"code": code})
+        if queue is not None:
+            _QUEUE_IDS[code] = queue.id
+    return queue
 
 
 def choose_queue(ticket: Ticket) -> Queue | None:
     if ticket.queue_id:
         return db.session.get(Queue, ticket.queue_id)
     if ticket.topic:
-        queue = db.session.scalar(_QUEUE_BY_CODE, {"code": ticket.topic})
+        queue = queue_by_code(ticket.topic)
         if queue:
             return queue
-    return db.session.scalar(_QUEUE_BY_CODE, {"code": GENERAL_QUEUE})
+    return queue_by_code(GENERAL_QUEUE)
 
 
 def ensure_work_item(ticket: Ticket) -> WorkItem | None:
@@ -85,12 +99,12 @@ def process_inbound(interaction_id: int) -> None:
     row = db.session.execute(_MESSAGE_AND_TICKET, {"interaction_id": interaction_id}).first()
     if row is None:
         return
-    interaction, ticket = row
+    interaction, ticket, busy = row
     for pre in PRE_HOOKS:
         if pre(interaction, ticket):
             db.session.commit()
             return
-    if with_person(ticket.id):
+    if busy:
         return  # a person has the conversation: no self-service answer, no new routing
     hook = SELF_SERVICE_HOOKS.get(interaction.channel)
     if hook is not None and hook(interaction, ticket):  # answered by self-service

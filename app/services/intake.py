@@ -42,7 +42,6 @@ from app.models import (
     Queue,
     ThreadKey,
     Ticket,
-    WorkItem,
     open_status_sql,
     ticket_reference,
     utcnow,
@@ -99,12 +98,9 @@ _PROFILE = ChannelProfile.__table__
 _TICKET = Ticket.__table__
 _INTERACTION = Interaction.__table__
 _KEYS = ThreadKey.__table__
-_WORK = WorkItem.__table__
-# Whether the ticket waits for a person or is with one (an active work item), read with
-# the ticket itself: a chat line to an agent then needs no follow-up, and no query for it.
-_WITH_PERSON = sa.exists().where(
-    _WORK.c.ticket_id == _TICKET.c.id, _WORK.c.status.in_(followup.ACTIVE_WORK),
-).label("with_person")
+# Read with the ticket itself: a chat line to an agent then needs no follow-up, and no
+# query for it.
+_WITH_PERSON = followup.WITH_PERSON.label("with_person")
 _TICKET_COLUMNS = (
     _TICKET.c.id, _TICKET.c.status, _TICKET.c.channel, _TICKET.c.queue_id, _TICKET.c.subject,
     _TICKET.c.citizen_id, _TICKET.c.assigned_agent_id, _TICKET.c.language,
