@@ -45,19 +45,18 @@ _MESSAGE_AND_TICKET = (
 
 
 _QUEUE_BY_CODE = sa.select(Queue).where(Queue.code == sa.bindparam("code"))
-# Queue ids by code: a queue's code never changes (``realtime.queue_code``). A follow-up
-# asks for its ticket's queue twice (the acknowledgement's expected wait, then the work
-# item); by id, the second is the session's own copy instead of a query.
-_QUEUE_IDS: dict[str, int] = {}
+_HELD_QUEUES = "civicline_queues_by_code"
 
 
 def queue_by_code(code: str) -> Queue | None:
-    queue_id = _QUEUE_IDS.get(code)
-    queue = db.session.get(Queue, queue_id) if queue_id is not None else None
-    if queue is None or queue.code != code:  # not seen yet, or deleted since
-        queue = db.session.scalar(_QUEUE_BY_CODE, {"code": code})
-        if queue is not None:
-            _QUEUE_IDS[code] = queue.id
+    """The queue with this code, read once per session: a follow-up asks for its ticket's
+    queue twice (the acknowledgement's expected wait, then the work item). The session
+    holds what it read only weakly, so it is held here, in the session's ``info``, which
+    ends with the session (each request's or job's own)."""
+    held = db.session.info.setdefault(_HELD_QUEUES, {})
+    queue = held.get(code)
+    if queue is None or queue not in db.session:
+        queue = held[code] = db.session.scalar(_QUEUE_BY_CODE, {"code": code})
     return queue
 
 
