@@ -14,6 +14,7 @@ fail the job (RQ keeps it in its failed registry; the embedded runner logs it).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import importlib
 import itertools
@@ -507,6 +508,7 @@ class RQRunner(JobRunner):
         return total
 
 
+@functools.cache
 def worker_class():
     """RQ's ``SimpleWorker`` (jobs run in the worker's own process: they are short and
     take ids, and a fork per job cost more than most jobs themselves), without the

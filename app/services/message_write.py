@@ -198,11 +198,11 @@ def _insert_cte(alias: str, names: tuple[str, ...], present: set[str],
 def _touch_sets(touch: tuple[bool, bool, bool], now: str) -> str:
     """What continuing an existing ticket sets, besides its activity times (``now``: the
     SQL of the current time's parameter)."""
-    reopen, answered, opened = touch
+    reopen, answered, opens = touch
     sets = ""
     if reopen:
         sets += ", status = 'open', resolved_at = NULL"
-    elif opened:
+    elif opens:
         sets += ", status = CASE WHEN status = 'new' THEN 'open' ELSE status END"
     if answered:
         sets += f", first_response_at = COALESCE(first_response_at, {now})"

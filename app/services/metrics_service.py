@@ -11,7 +11,9 @@ presence) plus today's counter rows; reports read counter rows for their period.
 rescans interactions or tickets on refresh. Definitions: ``docs/metrics.md``.
 
 Changes made with bulk ``UPDATE`` statements bypass the ORM and are not counted; services
-change work items and tickets through the ORM.
+change work items and tickets through the ORM. The one write made with Core, a message's
+(``message_write``: intake's inbound messages, ``outbound.queue_message``'s outbound
+ones), adds its own increments in the same statement.
 """
 
 from __future__ import annotations
