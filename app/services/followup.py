@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
 from app.models import OPEN_STATUSES, Interaction, Queue, Ticket, WorkItem, utcnow
-from app.services import tickets
+from app.services import message_write, metrics_service, tickets
+from app.services.hotpath import Runner
 
 log = logging.getLogger(__name__)
 
@@ -70,28 +72,80 @@ def choose_queue(ticket: Ticket) -> Queue | None:
     return queue_by_code(GENERAL_QUEUE)
 
 
-def ensure_work_item(ticket: Ticket) -> WorkItem | None:
-    """Put an open, unassigned ticket in its queue once (no duplicate work items)."""
+def _new_item_values(ticket: Ticket) -> tuple[WorkItem | None, dict | None]:
+    """For an open, unassigned ticket: its active work item, or a new one's values in
+    its queue (``(None, None)``: the ticket does not wait for anyone)."""
     if ticket.status not in OPEN_STATUSES or ticket.assigned_agent_id:
-        return None
+        return None, None
     existing = db.session.scalar(_ACTIVE_ITEM_OF_TICKET, {"ticket_id": ticket.id})
     if existing is not None:
-        return existing
+        return existing, None
     queue = choose_queue(ticket)
     if queue is None:
-        return None
-    ticket.queue_id = queue.id
-    item = WorkItem(
-        ticket_id=ticket.id,
-        queue_id=queue.id,
-        channel=ticket.channel,
-        language=ticket.language,
-        topic=ticket.topic or queue.code,
-        priority=ticket.priority,
-        arrived_at=utcnow(),
-    )
+        return None, None
+    return None, {"ticket_id": ticket.id, "queue_id": queue.id, "channel": ticket.channel,
+                  "language": ticket.language, "topic": ticket.topic or queue.code,
+                  "priority": ticket.priority, "arrived_at": utcnow()}
+
+
+def ensure_work_item(ticket: Ticket) -> WorkItem | None:
+    """Put an open, unassigned ticket in its queue once (no duplicate work items)."""
+    existing, values = _new_item_values(ticket)
+    return existing if values is None else _added(ticket, values)
+
+
+def _added(ticket: Ticket, values: dict) -> WorkItem:
+    ticket.queue_id = values["queue_id"]
+    item = WorkItem(**values)
     db.session.add(item)
     return item
+
+
+_WORK_ITEMS = WorkItem.__table__
+_ITEM_COLUMNS = tuple(c.name for c in _WORK_ITEMS.columns if not c.primary_key)
+# A new work item, its ticket's queue and its counters (``metrics_service``: ``offered``,
+# and ``escalated`` when it is the ticket's first work item: the EXISTS reads the rows as
+# they were before this statement), in one statement.
+_ADD_ITEM = sa.text(
+    f"WITH w AS (INSERT INTO {_WORK_ITEMS.name} ({', '.join(_ITEM_COLUMNS)}) VALUES ("
+    + ", ".join(f":{name}" for name in _ITEM_COLUMNS) + ") RETURNING id), "
+    f"t AS (UPDATE {Ticket.__tablename__} SET queue_id = :queue_id, updated_at = :arrived_at "
+    "WHERE id = :ticket_id), "
+    "m AS (INSERT INTO metrics_hourly (hour, queue, channel, language, segment, shard, "
+    "offered, escalated) VALUES (:m_hour, :m_queue, :m_channel, :m_language, :m_segment, "
+    f":m_shard, 1, CASE WHEN EXISTS (SELECT 1 FROM {_WORK_ITEMS.name} WHERE ticket_id = "
+    ":ticket_id) THEN 0 ELSE 1 END) ON CONFLICT (hour, queue, channel, language, segment, "
+    "shard) DO UPDATE SET offered = metrics_hourly.offered + EXCLUDED.offered, "
+    "escalated = metrics_hourly.escalated + EXCLUDED.escalated) "
+    "SELECT id FROM w"
+).bindparams(*(sa.bindparam(c.name, type_=c.type) for c in _WORK_ITEMS.columns
+               if not c.primary_key), sa.bindparam("m_hour", type_=sa.DateTime()))
+
+
+def add_work_item(ticket: Ticket) -> int | None:
+    """``ensure_work_item`` for a follow-up job, which needs only the id of the work item
+    it created (``None``: none was created). On PostgreSQL the item, its ticket's queue
+    and its counters are one statement in the job's transaction, not an ORM flush of
+    three and a count; elsewhere the ORM writes it."""
+    _existing, values = _new_item_values(ticket)
+    if values is None:
+        return None
+    if db.session.get_bind().dialect.name != "postgresql":
+        item = _added(ticket, values)
+        db.session.flush()
+        return item.id
+    row = message_write.fill("w", values)
+    key = metrics_service.ticket_key(db.session, row["arrived_at"], ticket, row["channel"],
+                                     row["queue_id"], row["language"])
+    params = {**row, **dict(zip(("m_hour", "m_queue", "m_channel", "m_language",
+                                 "m_segment"), key, strict=True)),
+              "m_shard": metrics_service.shard()}
+    for name in _ITEM_COLUMNS:
+        params.setdefault(name, None)
+    item_id = Runner(db.session.connection()).scalar(_ADD_ITEM, params)
+    set_committed_value(ticket, "queue_id", row["queue_id"])
+    set_committed_value(ticket, "updated_at", row["arrived_at"])
+    return item_id
 
 
 def process_inbound(interaction_id: int) -> None:
@@ -109,18 +163,14 @@ def process_inbound(interaction_id: int) -> None:
     if hook is not None and hook(interaction, ticket):  # answered by self-service
         db.session.commit()
         return
-    item = ensure_work_item(ticket)
-    created = item is not None and item.id is None
-    if created:
-        db.session.flush()
-        item_id = item.id  # read now: after the commit it would be read back
+    item_id = add_work_item(ticket)
     db.session.commit()
     # Only a work item that just entered its queue needs a routing decision now; one that
     # already waits (a resident adding lines to a chat or a text thread) keeps its place
     # and is routed by the periodic tick and by agents freeing up. The decision is its own
     # job on the ``default`` queue, behind the inbound queue: during a burst, one routing
     # step takes in every item that arrived meanwhile (``queue_routing``).
-    if created:
+    if item_id is not None:
         queue_routing(item_id)
 
 

@@ -33,6 +33,7 @@ from app.models import (
     Outbox,
     ThreadKey,
     Ticket,
+    WorkItem,
 )
 from app.services import metrics_service
 from app.services.hotpath import Runner
@@ -45,6 +46,7 @@ _TABLES = {
     "i": Interaction.__table__,
     "o": Outbox.__table__,
     "a": AuditLog.__table__,
+    "w": WorkItem.__table__,  # for ``fill`` (``followup.add_work_item`` writes it)
 }
 # Inserted without reading their ids back.
 _SILENT = ("pr", "a")

@@ -11,9 +11,10 @@ presence) plus today's counter rows; reports read counter rows for their period.
 rescans interactions or tickets on refresh. Definitions: ``docs/metrics.md``.
 
 Changes made with bulk ``UPDATE`` statements bypass the ORM and are not counted; services
-change work items and tickets through the ORM. The one write made with Core, a message's
+change work items and tickets through the ORM. The writes made with Core, a message's
 (``message_write``: intake's inbound messages, ``outbound.queue_message``'s outbound
-ones), adds its own increments in the same statement.
+ones) and a follow-up's new work item (``followup.add_work_item``), add their own
+increments in the same statement.
 """
 
 from __future__ import annotations
@@ -128,10 +129,11 @@ class _Dims:
                 language or ticket.language or "", self.segment(ticket.citizen_id))
 
 
-def ticket_key(session: Session, moment: datetime, ticket: Ticket, channel: str) -> Key:
-    """The counter row of a message on ``channel`` about ``ticket`` at ``moment``: for
-    services that write with Core and count what they wrote themselves."""
-    return _Dims(session).for_ticket(hour_of(moment), ticket, channel)
+def ticket_key(session: Session, moment: datetime, ticket: Ticket, channel: str,
+               queue_id: int | None = None, language: str | None = None) -> Key:
+    """The counter row of a message (or work item) on ``channel`` about ``ticket`` at
+    ``moment``: for services that write with Core and count what they wrote themselves."""
+    return _Dims(session).for_ticket(hour_of(moment), ticket, channel, queue_id, language)
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> int:

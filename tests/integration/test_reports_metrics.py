@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from app.auth import issue_token
 from app.extensions import db
-from app.models import Interaction, MetricsHourly, SurveyResponse, Ticket, User
+from app.models import Interaction, MetricsHourly, Queue, SurveyResponse, Ticket, User, WorkItem
 from app.services.intake import intake
 from channels.base import InboundMessage
 
@@ -94,6 +94,33 @@ def test_sms_case_is_counted_from_arrival_to_survey(seeded, client, run_jobs):
             "satisfaction_index": 100.0} in sat["rows"]
     fcr = client.get("/api/v1/reports/fcr", headers=supervisor).get_json()
     assert fcr["total"] == {"resolved": 1, "resolved_first_contact": 1, "fcr_pct": 100.0}
+
+
+def test_a_follow_up_queues_the_ticket_and_counts_its_first_item_as_escalated(seeded, run_jobs):
+    """A text that needs a person gets a work item in the ticket's queue, counted as
+    offered under the item's queue and channel; only the ticket's first item counts as
+    escalated (one case handed to people), however often it comes back to the queue."""
+    first = _sms("SMqueue1", "Xyzzy plugh frobozz")  # no article answers this
+    run_jobs()
+    db.session.expire_all()
+    item = db.session.scalar(sa.select(WorkItem).where(WorkItem.ticket_id == first.ticket_id))
+    ticket = db.session.get(Ticket, first.ticket_id)
+    queue = db.session.get(Queue, item.queue_id)
+    assert (item.status, item.channel, item.priority) == ("waiting", "sms", ticket.priority)
+    assert ticket.queue_id == item.queue_id and item.topic in (ticket.topic, queue.code)
+    assert item.commitments == [] and item.overflow_stage == 0 and not item.sla_breached
+    assert _counter("offered", channel="sms", queue=queue.code) == 1
+    assert _counter("escalated") == 1
+
+    item.status, item.outcome = "abandoned", "abandoned"  # the resident gave up waiting
+    db.session.commit()
+    _sms("SMqueue2", "Frobozz plugh xyzzy")
+    run_jobs()
+    db.session.expire_all()
+    items = db.session.scalars(sa.select(WorkItem).where(
+        WorkItem.ticket_id == first.ticket_id).order_by(WorkItem.id)).all()
+    assert [i.status for i in items][0] == "abandoned" and len(items) == 2
+    assert _counter("offered", channel="sms") == 2 and _counter("escalated") == 1
 
 
 def test_waiting_work_shows_live_and_abandonment_is_not_a_callback(seeded, client, run_jobs):
