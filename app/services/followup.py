@@ -111,12 +111,10 @@ _ADD_ITEM = sa.text(
     + ", ".join(f":{name}" for name in _ITEM_COLUMNS) + ") RETURNING id), "
     f"t AS (UPDATE {Ticket.__tablename__} SET queue_id = :queue_id, updated_at = :arrived_at "
     "WHERE id = :ticket_id), "
-    "m AS (INSERT INTO metrics_hourly (hour, queue, channel, language, segment, shard, "
-    "offered, escalated) VALUES (:m_hour, :m_queue, :m_channel, :m_language, :m_segment, "
-    f":m_shard, 1, CASE WHEN EXISTS (SELECT 1 FROM {_WORK_ITEMS.name} WHERE ticket_id = "
-    ":ticket_id) THEN 0 ELSE 1 END) ON CONFLICT (hour, queue, channel, language, segment, "
-    "shard) DO UPDATE SET offered = metrics_hourly.offered + EXCLUDED.offered, "
-    "escalated = metrics_hourly.escalated + EXCLUDED.escalated) "
+    "m AS (" + metrics_service.upsert_sql(("offered", "escalated"), "(" + ", ".join(
+        f":m_{name}" for name in metrics_service.KEY_COLUMNS)
+        + f", 1, CASE WHEN EXISTS (SELECT 1 FROM {_WORK_ITEMS.name} WHERE ticket_id = "
+        ":ticket_id) THEN 0 ELSE 1 END)") + ") "
     "SELECT id FROM w"
 ).bindparams(*(sa.bindparam(c.name, type_=c.type) for c in _WORK_ITEMS.columns
                if not c.primary_key), sa.bindparam("m_hour", type_=sa.DateTime()))
@@ -137,9 +135,8 @@ def add_work_item(ticket: Ticket) -> int | None:
     row = message_write.fill("w", values)
     key = metrics_service.ticket_key(db.session, row["arrived_at"], ticket, row["channel"],
                                      row["queue_id"], row["language"])
-    params = {**row, **dict(zip(("m_hour", "m_queue", "m_channel", "m_language",
-                                 "m_segment"), key, strict=True)),
-              "m_shard": metrics_service.shard()}
+    params = {**row, **{f"m_{name}": value for name, value in zip(
+        metrics_service.KEY_COLUMNS, (*key, metrics_service.shard()), strict=True)}}
     for name in _ITEM_COLUMNS:
         params.setdefault(name, None)
     item_id = Runner(db.session.connection()).scalar(_ADD_ITEM, params)

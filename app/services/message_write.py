@@ -23,7 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import make_transient_to_detached
 
+from app.extensions import db
 from app.models import (
     AuditLog,
     ChannelProfile,
@@ -52,8 +54,6 @@ _TABLES = {
 _SILENT = ("pr", "a")
 _KEYS = ThreadKey.__table__
 _TICKET = Ticket.__table__
-_METRICS = "metrics_hourly"
-_METRIC_KEYS = ("hour", "queue", "channel", "language", "segment", "shard")
 # Columns filled from another CTE of the same statement: (table alias, column) -> source.
 _REFERENCES = {
     ("p", "citizen_id"): "c", ("pr", "citizen_id"): "c",
@@ -132,10 +132,6 @@ def loaded(model: type, values: dict[str, Any]):
     """The ORM object of a row just written with ``values`` (by column name, ``id``
     included), held by the session as if it had been read: no query, no pending change.
     Columns not given are NULL, as they were written."""
-    from sqlalchemy.orm import make_transient_to_detached
-
-    from app.extensions import db
-
     obj = model()
     state = obj.__dict__
     for name, key in _attributes(model):
@@ -234,14 +230,12 @@ def _pg_statement(shape: tuple) -> sa.TextClause:
                     "ON CONFLICT (kind, key) DO UPDATE SET ticket_id = EXCLUDED.ticket_id "
                     "WHERE thread_keys.kind <> 'email')")
     if n_metrics:
-        names = _METRIC_KEYS + counters
+        names = metrics_service.KEY_COLUMNS + counters
         rows = ", ".join(
             "(" + ", ".join(f"CAST(:m{n}_hour AS TIMESTAMP)" if c == "hour" else f":m{n}_{c}"
                             for c in names) + ")"
             for n in range(n_metrics))
-        updates = ", ".join(f"{c} = {_METRICS}.{c} + EXCLUDED.{c}" for c in counters)
-        ctes.append(f"m AS (INSERT INTO {_METRICS} ({', '.join(names)}) VALUES {rows} "
-                    f"ON CONFLICT ({', '.join(_METRIC_KEYS)}) DO UPDATE SET {updates})")
+        ctes.append(f"m AS ({metrics_service.upsert_sql(counters, rows)})")
         for n in range(n_metrics):
             binds.append(sa.bindparam(f"m{n}_hour", type_=sa.DateTime()))
     result = ", ".join(
@@ -280,7 +274,7 @@ def _pg_write(run: Runner, w: Write) -> Written:
                      if any(counts.get(c) for counts in w.metrics.values()))
     part = metrics_service.shard()
     for n, (key, counts) in enumerate(sorted(w.metrics.items())):
-        for name, value in zip(_METRIC_KEYS, (*key, part), strict=True):
+        for name, value in zip(metrics_service.KEY_COLUMNS, (*key, part), strict=True):
             params[f"m{n}_{name}"] = value
         for name in counters:
             params[f"m{n}_{name}"] = counts.get(name, 0)

@@ -295,6 +295,20 @@ def shard() -> int:
     return random.randrange(SHARDS)
 
 
+KEY_COLUMNS = ("hour", *DIMENSIONS, "shard")  # a counter row's key (its unique constraint)
+
+
+def upsert_sql(counters: tuple[str, ...], rows: str) -> str:
+    """SQL that adds ``counters`` to their rows: ``rows`` is the VALUES list, each row the
+    ``KEY_COLUMNS`` then the counters. For this module's upsert and for the Core writes
+    that count what they write in the same statement (``message_write``,
+    ``followup.add_work_item``)."""
+    table = MetricsHourly.__tablename__
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in counters)
+    return (f"INSERT INTO {table} ({', '.join(KEY_COLUMNS + counters)}) VALUES {rows} "
+            f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}")
+
+
 def _upsert_statement():
     """One upsert that adds every counter (zeros add nothing).
 
@@ -304,16 +318,9 @@ def _upsert_statement():
     """
     global _UPSERT
     if _UPSERT is None:
-        table = MetricsHourly.__table__
-        keys = ("hour", "queue", "channel", "language", "segment", "shard")
-        columns = ", ".join(keys + COUNTERS)
-        values = ", ".join(f":{name}" for name in keys + COUNTERS)
-        updates = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}"
-                            for name in COUNTERS)
-        _UPSERT = sa.text(
-            f"INSERT INTO {table.name} ({columns}) VALUES ({values}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-        ).bindparams(sa.bindparam("hour", type_=table.c.hour.type))
+        values = ", ".join(f":{name}" for name in KEY_COLUMNS + COUNTERS)
+        _UPSERT = sa.text(upsert_sql(COUNTERS, f"({values})")).bindparams(
+            sa.bindparam("hour", type_=MetricsHourly.__table__.c.hour.type))
     return _UPSERT
 
 
