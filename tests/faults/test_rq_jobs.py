@@ -91,6 +91,48 @@ def test_the_worker_writes_its_heartbeat_and_state_between_jobs_only_when_due(
     assert redis.ttl(worker.key) > 0 or not redis.exists(worker.key)
 
 
+def _round_trips(commands: list[str]) -> int:
+    """What a client sent as MONITOR shows it: a MULTI ... EXEC block is one round trip
+    (the pipeline's), any other command one each."""
+    trips, in_block = 0, False
+    for command in commands:
+        name = command.split(" ", 1)[0].upper()
+        if name == "MULTI":
+            in_block = True
+            trips += 1
+        elif name == "EXEC":
+            in_block = False
+        elif not in_block:
+            trips += 1
+    return trips
+
+
+def test_the_worker_spends_six_round_trips_to_redis_per_job(fault_app, private_redis):
+    """A job costs ``flask worker``'s worker its pop and read, RQ's two start pipelines
+    and one end pipeline (RQ's own SimpleWorker: 11, with the dependents' WATCH and read,
+    a PERSIST, the job's heartbeat and "idle" on their own, the suspension check)."""
+    redis = fault_app.extensions["civicline_jobs"].connection
+    redis.delete("test:flaky:calls")
+    for n in range(20):
+        jobs.enqueue(job_fixtures.flaky, f"job-{n}", 0, queue=QUEUE)
+    worker = jobs.worker_class()([Queue(QUEUE, connection=redis)], connection=redis)
+    worker.work(burst=True, with_scheduler=False, max_jobs=1)  # registration, maintenance
+    monitor = Monitor(private_redis.url)
+    worker.work(burst=True, with_scheduler=False)
+    monitor.stop()
+    assert redis.llen("test:flaky:calls") == 20
+    assert worker.queues[0].finished_job_registry.count == 20
+    assert worker.queues[0].started_job_registry.count == 0
+    job_calls = [c for _client, c in monitor.commands if "test:flaky:calls" in c]
+    assert len(job_calls) == 19
+    bookkeeping = [c for _client, c in monitor.commands
+                   if "test:flaky:calls" not in c and not c.upper().startswith("PING")]
+    assert not [c for c in bookkeeping if c.upper().startswith("WATCH ")
+                or c.upper().startswith("SMEMBERS ") and ":dependents" in c]
+    # 19 jobs; the empty queue's last pop and the worker's goodbye come on top.
+    assert _round_trips(bookkeeping) <= 19 * 6 + 12, bookkeeping
+
+
 def test_concurrent_enqueues_go_to_redis_together_and_each_is_queued(fault_app, private_redis):
     runner = fault_app.extensions["civicline_jobs"]
     redis = runner.connection
