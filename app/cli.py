@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import click
@@ -12,6 +13,9 @@ from flask.cli import AppGroup
 
 from app.extensions import db
 from app.models import ROLES, User
+
+# How much lower than the web processes a worker's CPU priority is (``flask worker``).
+WORKER_NICE = 10
 
 users = AppGroup("users", help="Manage agents, supervisors and administrators.")
 
@@ -62,8 +66,22 @@ def seed_demo() -> None:
 @click.option("--job-logs", is_flag=True,
               help="Log every job's start and end (RQ's INFO lines); by default only "
                    "failures, retries and warnings are logged.")
-def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool) -> None:
-    """Run an RQ worker (with its scheduler) for the given queues. Needs REDIS_URL."""
+@click.option("--nice", "niceness", default=WORKER_NICE, show_default=True,
+              type=click.IntRange(0, 19),
+              help="Lower this worker's CPU priority by this much (0: as the web "
+                   "processes). On a machine it shares with them, requests are served "
+                   "first and jobs take the CPU they leave.")
+def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool,
+           niceness: int) -> None:
+    """Run an RQ worker (with its scheduler) for the given queues. Needs REDIS_URL.
+
+    A worker runs at a lower CPU priority than the web processes (``--nice``, 10 by
+    default): a webhook holds a resident's message until it is stored and answered, and
+    Twilio retries one it waits too long for, while a follow-up job can start a moment
+    later. When web and workers share a machine that is busy, requests therefore keep
+    their speed and the queues take up the slack, then empty once the burst passes
+    (``bench/load.py`` prints how long that took). On a machine of its own a worker's
+    priority changes nothing."""
     from rq import Queue
 
     from app import jobs
@@ -78,6 +96,8 @@ def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool) -> None
     unknown = [n for n in names if n not in jobs.QUEUES]
     if unknown:
         raise click.BadParameter(f"unknown queues {unknown}; choose from {jobs.QUEUES}")
+    if niceness:
+        os.nice(niceness)
     stop = threading.Event()
     if not no_schedules and not burst:
         app = current_app._get_current_object()

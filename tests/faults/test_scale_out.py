@@ -6,6 +6,7 @@ supervisor views count it once."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -74,8 +75,13 @@ def test_chat_on_one_process_reaches_agents_on_the_other_and_is_offered_once(
     _seed()
     web_a = processes.web("web-a")
     web_b = processes.web("web-b")
-    processes.worker("worker-1", queues="inbound,outbound,default,scheduled")
-    processes.worker("worker-2", queues="inbound,outbound,default,scheduled")
+    workers = [processes.worker(name, queues="inbound,outbound,default,scheduled")
+               for name in ("worker-1", "worker-2")]
+    # The workers yield the CPU to the web processes (``flask worker --nice``, 10).
+    webs = [p for p in processes.procs if p not in workers]
+    assert {os.getpriority(os.PRIO_PROCESS, p.pid) for p in webs} == {os.nice(0)}
+    assert {os.getpriority(os.PRIO_PROCESS, p.pid) for p in workers} == {min(os.nice(0) + 10,
+                                                                              19)}
 
     agent_token = _token(web_b, "ana@agency.example")
     supervisor_token = _token(web_b, "sam@agency.example")
