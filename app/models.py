@@ -316,6 +316,11 @@ class Interaction(TimestampMixin, db.Model):
 
     author_agent: Mapped[User | None] = relationship()
 
+    # Not stored: set by the follow-up job of an inbound message that opened its ticket
+    # (intake says so as it queues the job), so nothing was said on the ticket before it
+    # and the job need not ask the database.
+    opened_ticket = False
+
 
 class Outbox(TimestampMixin, db.Model):
     """Every outbound delivery: written with its interaction, sent by a job, retried,

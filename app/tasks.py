@@ -12,11 +12,12 @@ log = logging.getLogger(__name__)
 
 
 @job(queue="inbound")
-def process_inbound(interaction_id: int) -> None:
-    """Triggered by intake after commit: self-service answer, then routing."""
+def process_inbound(interaction_id: int, opened: bool = False) -> None:
+    """Triggered by intake after commit: self-service answer, then routing. ``opened``:
+    the message opened its ticket."""
     from app.services import followup
 
-    followup.process_inbound(interaction_id)
+    followup.process_inbound(interaction_id, opened)
 
 
 @job(queue="default")

@@ -335,10 +335,13 @@ def reply_by_email(
     automatic: bool = False,
     meta: dict[str, Any] | None = None,
     deliver_now: bool = False,
+    parent: Interaction | None = None,
 ) -> Interaction:
-    """Queue an email to the resident, threaded under their last message on the ticket.
-    ``deliver_now``: from a job, send it in that job (``outbound.after_commit``)."""
-    parent = last_inbound_email(ticket.id)
+    """Queue an email to the resident, threaded under ``parent``, by default their last
+    message on the ticket. ``deliver_now``: from a job, send it in that job
+    (``outbound.after_commit``)."""
+    if parent is None:
+        parent = last_inbound_email(ticket.id)
     to = None
     if parent is not None and parent.contact_point_id:
         point = db.session.get(ContactPoint, parent.contact_point_id)
@@ -439,6 +442,8 @@ def _lang(ticket: Ticket) -> str:
 
 
 def _is_first_message(interaction: Interaction) -> bool:
+    if interaction.opened_ticket:
+        return True
     earlier = db.session.scalar(
         sa.select(Interaction.id)
         .where(
@@ -500,6 +505,7 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
             automatic=True,
             meta={"kb_confidence": round(answer.confidence, 3)},
             deliver_now=True,  # the follow-up job sends it
+            parent=interaction,  # the resident's first email, which it answers
         )
         return True
     lang = _lang(ticket)
@@ -511,6 +517,7 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
         automatic=True,
         meta={"acknowledgement": True},
         deliver_now=True,
+        parent=interaction,
     )
     return False
 

@@ -72,14 +72,18 @@ def choose_queue(ticket: Ticket) -> Queue | None:
     return queue_by_code(GENERAL_QUEUE)
 
 
-def _new_item_values(ticket: Ticket) -> tuple[WorkItem | None, dict | None]:
+def _new_item_values(ticket: Ticket, idle: bool = False) -> tuple[WorkItem | None,
+                                                                   dict | None]:
     """For an open, unassigned ticket: its active work item, or a new one's values in
-    its queue (``(None, None)``: the ticket does not wait for anyone)."""
+    its queue (``(None, None)``: the ticket does not wait for anyone). ``idle``: the
+    caller read in this transaction that the ticket has no active work item
+    (``WITH_PERSON``), so it is not read again."""
     if ticket.status not in OPEN_STATUSES or ticket.assigned_agent_id:
         return None, None
-    existing = db.session.scalar(_ACTIVE_ITEM_OF_TICKET, {"ticket_id": ticket.id})
-    if existing is not None:
-        return existing, None
+    if not idle:
+        existing = db.session.scalar(_ACTIVE_ITEM_OF_TICKET, {"ticket_id": ticket.id})
+        if existing is not None:
+            return existing, None
     queue = choose_queue(ticket)
     if queue is None:
         return None, None
@@ -120,12 +124,13 @@ _ADD_ITEM = sa.text(
                if not c.primary_key), sa.bindparam("m_hour", type_=sa.DateTime()))
 
 
-def add_work_item(ticket: Ticket) -> int | None:
+def add_work_item(ticket: Ticket, idle: bool = False) -> int | None:
     """``ensure_work_item`` for a follow-up job, which needs only the id of the work item
-    it created (``None``: none was created). On PostgreSQL the item, its ticket's queue
-    and its counters are one statement in the job's transaction, not an ORM flush of
-    three and a count; elsewhere the ORM writes it."""
-    _existing, values = _new_item_values(ticket)
+    it created (``None``: none was created; ``idle``: see ``_new_item_values``). On
+    PostgreSQL the item, its ticket's queue and its counters are one statement in the
+    job's transaction, not an ORM flush of three and a count; elsewhere the ORM writes
+    it."""
+    _existing, values = _new_item_values(ticket, idle)
     if values is None:
         return None
     if db.session.get_bind().dialect.name != "postgresql":
@@ -145,11 +150,21 @@ def add_work_item(ticket: Ticket) -> int | None:
     return item_id
 
 
-def process_inbound(interaction_id: int) -> None:
-    row = db.session.execute(_MESSAGE_AND_TICKET, {"interaction_id": interaction_id}).first()
+def message_and_ticket(interaction_id: int) -> sa.Row | None:
+    """``(interaction, ticket, busy)`` for a job about one inbound message, with the
+    ticket's citizen and address loaded; ``busy``: the ticket has an active work item
+    (it waits for a person or is with one). ``None``: no such message. One query."""
+    return db.session.execute(_MESSAGE_AND_TICKET, {"interaction_id": interaction_id}).first()
+
+
+def process_inbound(interaction_id: int, opened: bool = False) -> None:
+    """The follow-up of one inbound message; ``opened``: it opened its ticket (intake
+    knows), so no earlier message or acknowledgement on the ticket needs looking for."""
+    row = message_and_ticket(interaction_id)
     if row is None:
         return
     interaction, ticket, busy = row
+    interaction.opened_ticket = opened
     for pre in PRE_HOOKS:
         if pre(interaction, ticket):
             db.session.commit()
@@ -160,7 +175,7 @@ def process_inbound(interaction_id: int) -> None:
     if hook is not None and hook(interaction, ticket):  # answered by self-service
         db.session.commit()
         return
-    item_id = add_work_item(ticket)
+    item_id = add_work_item(ticket, idle=True)  # not busy: read with the message
     db.session.commit()
     # Only a work item that just entered its queue needs a routing decision now; one that
     # already waits (a resident adding lines to a chat or a text thread) keeps its place

@@ -302,11 +302,12 @@ def _duration_words(seconds: float, lang: str) -> str:
 
 
 def acknowledge(ticket: Ticket, lang: str | None, *, agent_requested: bool = False,
-                point: ContactPoint | None = None) -> None:
+                point: ContactPoint | None = None, opened: bool = False) -> None:
     """Text the reference and the expected response time (once per ticket, unless the
-    resident asked for a person), to ``point`` when the number that texted is known."""
+    resident asked for a person), to ``point`` when the number that texted is known.
+    ``opened``: the text being answered opened the ticket (nothing was acknowledged)."""
     lang = _lang(lang or ticket.language)
-    if not agent_requested and _already_acknowledged(ticket.id):
+    if not agent_requested and not opened and _already_acknowledged(ticket.id):
         return
     queue = followup.choose_queue(ticket)
     text = TEXT[lang]
@@ -345,7 +346,8 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
     # Answers go back to the number that texted (read once for every message).
     point = _contact_point(interaction)
     if answer is None or not answer.self_service:
-        acknowledge(ticket, answer.language if answer else ticket.language, point=point)
+        acknowledge(ticket, answer.language if answer else ticket.language, point=point,
+                    opened=interaction.opened_ticket)
         return False
     lang = answer.language or ticket.language
     # The answer's messages and the ticket's new state are written in one commit; each
@@ -371,22 +373,23 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
 def sms_agent_request(interaction_id: int) -> None:
     """Triggered by the SMS webhook when a resident texts AGENT: queue the ticket for a
     person and acknowledge with the reference and expected time."""
-    interaction = db.session.get(Interaction, interaction_id)
-    if interaction is None:
+    row = followup.message_and_ticket(interaction_id)
+    if row is None:
         return
-    ticket = db.session.get(Ticket, interaction.ticket_id)
+    interaction, ticket, busy = row
     if ticket.status not in ("new", "open", "pending_citizen"):
         return
     ticket.self_served = False
     if ticket.status == "pending_citizen":
         ticket.status = "open"
-    item = followup.ensure_work_item(ticket)
-    db.session.commit()
+    # A ticket that already waits for a person (or is with one) keeps its place.
+    item_id = None if busy else followup.add_work_item(ticket, idle=True)
+    commit_keeping_loaded()  # the acknowledgement reads the ticket and queue as written
     word = (interaction.text or "").strip().rstrip(".!?").upper()
     acknowledge(ticket, "es" if word in SPANISH_KEYWORDS else ticket.language,
                 agent_requested=True, point=_contact_point(interaction))
-    if item is not None:
-        followup.queue_routing(item.id)
+    if item_id is not None:
+        followup.queue_routing(item_id)
 
 
 # --- Status callbacks ------------------------------------------------------------------

@@ -333,6 +333,27 @@ def test_without_a_confident_answer_the_resident_gets_an_acknowledgement(
     assert db.session.scalar(sa.select(sa.func.count(WorkItem.id))) == 1
 
 
+def test_the_acknowledgement_answers_the_email_that_opened_the_ticket_once(
+    client, smtp, run_jobs, monkeypatch
+):
+    """The resident writes again before the first email's follow-up has run: the one
+    acknowledgement threads under the first email (the one it acknowledges), and the
+    second, an ongoing conversation, gets none."""
+    monkeypatch.setattr(knowledge, "answer_for", lambda *a, **k: _kb_answer(confident=False))
+    db.session.add(Queue(code="general", name="General"))
+    db.session.commit()
+    ticket = open_ticket(client)
+    second = post(client, resident_email(
+        "<second-2@mail.example.net>", subject=f"Re: Missed trash pickup [{ticket.reference}]",
+        body="Also the recycling.", extra="In-Reply-To: <first-1@mail.example.net>\r\n"))
+    assert second.get_json()["ticket_id"] == ticket.id
+    run_jobs()
+    [sent] = smtp.messages
+    assert sent["In-Reply-To"] == "<first-1@mail.example.net>"
+    assert "2 business days" in sent.get_body(("plain",)).get_content()
+    assert db.session.scalar(sa.select(sa.func.count(WorkItem.id))) == 1
+
+
 def test_auto_reply_to_our_email_is_never_answered(client, smtp, run_jobs):
     ticket = open_ticket(client)
     run_jobs()  # the acknowledgement

@@ -227,6 +227,20 @@ def test_agent_keyword_queues_the_same_ticket_and_acknowledges(client, open_queu
     assert "An agent will reply within about" in ack.text
 
 
+def test_agent_again_while_waiting_keeps_the_place_and_acknowledges_again(
+        client, open_queues, run_jobs):
+    text(client, "AGENT")
+    run_jobs()
+    [item] = db.session.scalars(sa.select(WorkItem)).all()
+    text(client, "AGENT")
+    run_jobs()
+    db.session.expire_all()
+    assert db.session.scalars(sa.select(WorkItem)).all() == [item]
+    assert item.status == "waiting"
+    acks = [r for r in outbound_sms(item.ticket_id) if r.author_kind == "system"]
+    assert len(acks) == 2 and all("An agent will reply within about" in a.text for a in acks)
+
+
 def test_unanswered_question_is_acknowledged_once_and_routed(client, open_queues, run_jobs):
     text(client, "my neighbor's dog keeps barking at night, who do I call?")
     text(client, "hello?")
