@@ -4,7 +4,8 @@ item in the right queue for routing.
 
 A message in a conversation that already waits for a person or is with one (its ticket
 has an active work item) needs neither: the agent sees it live, and routing already has
-the work item. Only the pre-hooks still run for it."""
+the work item. Only the pre-hooks still run for it, and intake queues no follow-up for
+it at all when no pre-hook wants such a message (``pre_hooks_may_want``)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 GENERAL_QUEUE = "general"
 # Hooks filled by the channel, knowledge-base, survey and routing features.
 # PRE_HOOKS run first for every inbound message: one that returns True has fully handled
-# it (e.g. a survey score "4" sent in reply to a satisfaction survey).
+# it (e.g. a survey score "4" sent in reply to a satisfaction survey). A hook may carry
+# ``wants(channel, text)``: False when it cannot handle such a message whatever its ticket
+# (``pre_hooks_may_want``).
 PRE_HOOKS: list = []
 SELF_SERVICE_HOOKS: dict[str, object] = {}
 ROUTE_HOOKS: list = []
@@ -148,6 +151,14 @@ def add_work_item(ticket: Ticket, idle: bool = False) -> int | None:
     set_committed_value(ticket, "queue_id", row["queue_id"])
     set_committed_value(ticket, "updated_at", row["arrived_at"])
     return item_id
+
+
+def pre_hooks_may_want(channel: str, text: str | None) -> bool:
+    """Whether a pre-hook might handle an inbound message with this text: when none
+    might, the follow-up of a message in a conversation with a person does nothing, and
+    intake does not queue it."""
+    return any(getattr(hook, "wants", None) is None or hook.wants(channel, text)
+               for hook in PRE_HOOKS)
 
 
 def message_and_ticket(interaction_id: int) -> sa.Row | None:

@@ -500,7 +500,11 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
         # The events travel to Redis with the follow-up job: one round trip for both.
         with realtime.held() as publishes:
             announce(result)
-            if follow_up and not msg.is_auto_reply:
+            # A message to a person needs a follow-up only for a pre-hook that may want
+            # it (a survey score, a "helpful" vote): the agent sees it live.
+            if follow_up and not msg.is_auto_reply and (
+                    not result.with_person
+                    or followup.pre_hooks_may_want(msg.channel, msg.text)):
                 from app import jobs
 
                 jobs.enqueue("app.tasks.process_inbound", result.interaction_id,

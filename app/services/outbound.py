@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from app import metrics
 from app.extensions import db
@@ -262,8 +263,12 @@ _CLAIM = (
            sa.or_(_OUTBOX.c.channel.not_in(("sms", "voice")), ~_OPTED_OUT))
     .values(status="sending", attempts=_OUTBOX.c.attempts + 1,
             next_attempt_at=sa.bindparam("lease", type_=_OUTBOX.c.next_attempt_at.type))
-    .returning(_OUTBOX.c.attempts)
+    .returning(*_OUTBOX.c)
 )
+# A message and its ticket, in one query, for a delivery job's session that holds neither.
+_INTERACTION_AND_TICKET = (sa.select(Interaction, Ticket)
+                           .join(Ticket, Ticket.id == Interaction.ticket_id)
+                           .where(Interaction.id == sa.bindparam("interaction_id")))
 # What a sent message changes: its outbox row, its interaction and, for an email, the
 # Message-ID that replies will quote. One statement on PostgreSQL, one each elsewhere.
 _SENT = {
@@ -321,15 +326,24 @@ def deliver(outbox_id: int) -> None:
     if claimed is None:
         _claim_carefully(outbox_id)
         return
-    row = db.session.get(Outbox, outbox_id)  # held by the session when it just wrote it
-    # The claim's values, as committed, without a read back.
-    set_committed_value(row, "status", "sending")
-    set_committed_value(row, "attempts", claimed.attempts)
-    set_committed_value(row, "next_attempt_at", lease)
-    interaction = db.session.get(Interaction, row.interaction_id)
+    # The row as claimed: the session's own when it just wrote it (the claim's values set
+    # on it), else made from what the claim returned. No read back either way.
+    values = claimed._asdict()
+    row = db.session.identity_map.get(identity_key(Outbox, outbox_id))
+    if row is None:
+        row = message_write.loaded(Outbox, values)
+    else:
+        for name in ("status", "attempts", "next_attempt_at"):
+            set_committed_value(row, name, values[name])
+    interaction = db.session.identity_map.get(identity_key(Interaction, row.interaction_id))
+    ticket = None
+    if interaction is None:  # a delivery job: its message and ticket in one query
+        interaction, ticket = db.session.execute(
+            _INTERACTION_AND_TICKET, {"interaction_id": row.interaction_id}).one()
     if in_transaction():
         commit_keeping_loaded()  # no transaction stays open while the provider answers
     _send(row, interaction)
+    del ticket  # held until here: the announcements after the send read it
 
 
 def _claim_carefully(outbox_id: int) -> None:

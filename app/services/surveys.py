@@ -174,13 +174,20 @@ def _pending_survey(citizen_id: int, channel: str) -> Ticket | None:
     return None
 
 
+def _score(channel: str, text: str | None) -> re.Match | None:
+    """A text or chat line that reads as a survey score ("4", "5 thanks!")."""
+    if channel not in ("sms", "chat") or len(text or "") > 300:
+        return None
+    return SCORE_RE.match(text or "")
+
+
 def capture_reply(interaction: Interaction, ticket: Ticket) -> bool:
     """Follow-up pre-hook: an SMS or chat line "1".."5" answering a survey is recorded
     as the score of the surveyed ticket and handled no further."""
-    if interaction.channel not in ("sms", "chat") or interaction.direction != "inbound":
+    if interaction.direction != "inbound":
         return False
-    match = SCORE_RE.match(interaction.text or "")
-    if match is None or len(interaction.text or "") > 300:
+    match = _score(interaction.channel, interaction.text)
+    if match is None:
         return False
     surveyed = _pending_survey(interaction.citizen_id or ticket.citizen_id,
                                interaction.channel)
@@ -203,6 +210,9 @@ def capture_reply(interaction: Interaction, ticket: Ticket) -> bool:
         ticket.status = "resolved"
         ticket.resolved_at = ticket.resolved_at or utcnow()
     return True
+
+
+capture_reply.wants = lambda channel, text: _score(channel, text) is not None
 
 
 def _after_commit_send(session) -> None:

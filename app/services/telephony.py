@@ -1052,13 +1052,19 @@ HELPFUL_WORDS = {"HELPFUL": True, "UTIL": True, "ÚTIL": True,
                  "NOT HELPFUL": False, "NO UTIL": False, "NO ÚTIL": False}
 
 
+def _helpful_word(channel: str, text: str | None) -> str | None:
+    """HELPFUL or NOT HELPFUL (ÚTIL / NO ÚTIL) when a text is just that."""
+    word = " ".join((text or "").upper().strip(" .!").split())
+    return word if channel == "sms" and word in HELPFUL_WORDS else None
+
+
 def sms_kb_feedback(interaction: Interaction, ticket: Ticket) -> bool:
     """A follow-up pre-hook: a text that is just HELPFUL or NOT HELPFUL (ÚTIL / NO ÚTIL)
     rates the last knowledge-base answer texted on this ticket in the past week."""
-    if interaction.channel != "sms" or interaction.direction != "inbound":
+    if interaction.direction != "inbound":
         return False
-    word = " ".join((interaction.text or "").upper().strip(" .!").split())
-    if word not in HELPFUL_WORDS:
+    word = _helpful_word(interaction.channel, interaction.text)
+    if word is None:
         return False
     answer = db.session.scalar(
         sa.select(Interaction).where(
@@ -1079,6 +1085,9 @@ def sms_kb_feedback(interaction: Interaction, ticket: Ticket) -> bool:
     thanks = {"en": "Thanks for your feedback.", "es": "Gracias por su opinión."}[lang]
     outbound.queue_message(ticket, "sms", thanks, author_kind="system")
     return True
+
+
+sms_kb_feedback.wants = lambda channel, text: _helpful_word(channel, text) is not None
 
 
 def register() -> None:

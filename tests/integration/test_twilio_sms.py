@@ -241,6 +241,28 @@ def test_agent_again_while_waiting_keeps_the_place_and_acknowledges_again(
     assert len(acks) == 2 and all("An agent will reply within about" in a.text for a in acks)
 
 
+def test_a_text_to_a_person_queues_a_follow_up_only_for_a_vote_or_a_score(
+        client, open_queues, run_jobs, monkeypatch):
+    """While the ticket waits for a person, the agent sees new texts live: no follow-up
+    job is queued for them, except for a text a pre-hook may want (a HELPFUL vote, a
+    survey score)."""
+    from app import jobs
+
+    text(client, "AGENT")
+    run_jobs()
+    queued = []
+    enqueue = jobs.enqueue
+    monkeypatch.setattr(jobs, "enqueue", lambda func, *a, **k: queued.append(
+        (func, a)) or enqueue(func, *a, **k))
+    text(client, "hello? anyone there")
+    assert queued == []
+    text(client, "Helpful!")
+    text(client, "5 thanks")
+    assert [func for func, _args in queued] == ["app.tasks.process_inbound"] * 2
+    run_jobs()
+    assert count(WorkItem) == 1
+
+
 def test_unanswered_question_is_acknowledged_once_and_routed(client, open_queues, run_jobs):
     text(client, "my neighbor's dog keeps barking at night, who do I call?")
     text(client, "hello?")
