@@ -191,11 +191,11 @@ def _new_work_item(d: _Deltas, dims: _Dims, session: Session, item: WorkItem) ->
 
 
 def _changed_work_item(d: _Deltas, dims: _Dims, item: WorkItem) -> None:
-    ticket = dims.ticket(item.ticket_id)
-
+    # The ticket is read only for a change that counts: a routing step changes every item
+    # it takes in (queued, offered) and counts none of those.
     def key(moment):
-        return dims.for_ticket(hour_of(moment), ticket, item.channel, item.queue_id,
-                               item.language)
+        return dims.for_ticket(hour_of(moment), dims.ticket(item.ticket_id), item.channel,
+                               item.queue_id, item.language)
 
     assigned, before = _changed_to(item, "assigned_at")
     if assigned and before is None and item.assigned_at is not None:

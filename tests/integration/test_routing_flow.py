@@ -503,3 +503,24 @@ def test_work_in_a_language_nobody_speaks_waits_and_goes_out_with_an_interpreter
     _available(client, auth_headers(user=ana))
     offers = _offers(ana.id)
     assert [o.work_item_id for o in offers] == [item.id]
+
+
+def test_a_routing_step_reads_no_ticket_per_item_it_takes_in(contact):
+    """A burst of arrivals is taken in by one step; the items' new routing state counts
+    nothing in the metrics, so the step reads none of their tickets."""
+    items = [contact("benefits", route=False) for _ in range(12)]
+    db.session.expire_all()
+    reads = []
+
+    def record(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT") and " tickets" in statement:
+            reads.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        routing_service.route(items[0].id)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    db.session.expire_all()
+    assert all(db.session.get(WorkItem, i.id).queued_at is not None for i in items)
+    assert len(reads) <= 2, reads
