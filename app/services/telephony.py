@@ -238,6 +238,11 @@ def receive_sms(msg: InboundMessage) -> IntakeResult:
     result = intake(msg, follow_up=not control)
     if result.duplicate or not control:
         return result
+    if keyword == "agent":  # the job reads what it needs; the webhook only queues it
+        from app import jobs
+
+        jobs.enqueue(sms_agent_request, result.interaction_id)
+        return result
     interaction = db.session.get(Interaction, result.interaction_id)
     ticket = db.session.get(Ticket, result.ticket_id)
     word = msg.text.strip().rstrip(".!?").upper()
@@ -248,12 +253,8 @@ def receive_sms(msg: InboundMessage) -> IntakeResult:
     elif keyword == "opt_in":
         set_consent(point, opted_out=False, note=_consent_note("opted in", msg))
         _reply(ticket, TEXT[_lang(lang)]["opt_in"], author_kind="system", kind="opt_in")
-    elif keyword == "help":
-        _reply(ticket, TEXT[_lang(lang)]["help"], author_kind="system", kind="help")
     else:
-        from app import jobs
-
-        jobs.enqueue(sms_agent_request, result.interaction_id)
+        _reply(ticket, TEXT[_lang(lang)]["help"], author_kind="system", kind="help")
     return result
 
 
