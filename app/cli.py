@@ -105,6 +105,7 @@ def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool,
                          daemon=True).start()
     rq_worker = jobs.worker_class()([Queue(n, connection=redis_store.client) for n in names],
                                     connection=redis_store.client)
+    rq_worker.job_app = current_app._get_current_object()  # a context per job
     click.echo(f"worker serving {', '.join(names)}")
     try:
         # Four INFO lines per job cost a busy worker more than some of its jobs do.

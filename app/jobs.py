@@ -547,6 +547,17 @@ def worker_class():
     class Worker(SimpleWorker):
         job_class = _Job
         _suspension_checked = 0.0
+        # ``flask worker`` sets its app: each job then runs in an app context of its own,
+        # with a database session of its own, closed (and rolled back, if the job failed
+        # half-way) as the job ends. Without it (tests, benchmarks) jobs run in the
+        # caller's context.
+        job_app = None
+
+        def execute_job(self, job, queue):
+            if self.job_app is None:
+                return super().execute_job(job, queue)
+            with self.job_app.app_context():
+                return super().execute_job(job, queue)
 
         def heartbeat(self, timeout=None, pipeline=None):
             last = getattr(self, "last_heartbeat", None)
@@ -622,7 +633,15 @@ def run_job(name: str, args: tuple) -> Any:
     spec = resolve(name)
     try:
         if has_app_context():
-            return spec.func(*args)
+            try:
+                return spec.func(*args)
+            except BaseException:
+                # The caller's session goes on to other work: a transaction this job left
+                # failed half-way must not fail that too.
+                from app.extensions import db
+
+                db.session.rollback()
+                raise
         app = _current_app_for_worker
         if app is None:
             from app import create_app

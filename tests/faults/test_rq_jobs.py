@@ -203,3 +203,26 @@ def test_a_job_id_run_again_starts_afresh_while_its_finished_run_is_kept(fault_a
     assert redis.hget(key, "status") == b"queued" and not redis.hget(key, "ended_at")
     worker.work(burst=True, with_scheduler=False)
     assert [c.decode() for c in redis.lrange("test:flaky:calls", 0, -1)] == ["twice"] * 2
+
+
+def test_flask_worker_runs_each_job_in_its_own_session(fault_app):
+    """A job the database refuses half-way fails alone: ``flask worker`` gives every job
+    a session of its own, so the next job does not inherit a failed transaction."""
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import Queue as ServiceQueue
+
+    redis = fault_app.extensions["civicline_jobs"].connection
+    queue = Queue("default", connection=redis)
+    queue.empty()
+    redis.delete("test:counts:after-failure")
+    queues_before = db.session.scalar(sa.select(sa.func.count()).select_from(ServiceQueue))
+    jobs.enqueue(job_fixtures.fails_in_the_database, "twice", queue="default")
+    jobs.enqueue(job_fixtures.counts_queues, "after-failure", queue="default")
+    result = fault_app.test_cli_runner().invoke(
+        args=["worker", "--burst", "--queues", "default", "--nice", "0"])
+    assert result.exit_code == 0, result.output
+    assert redis.lrange("test:counts:after-failure", 0, -1) == [str(queues_before).encode()]
+    assert queue.failed_job_registry.count == 1
+    assert queue.finished_job_registry.count >= 1
