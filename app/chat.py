@@ -304,7 +304,8 @@ def resident_message(conn: _Connection, data: dict) -> dict[str, Any]:
         if not result.with_person:
             from app import jobs
 
-            jobs.enqueue("app.tasks.process_inbound", result.interaction_id)
+            jobs.enqueue("app.tasks.process_inbound", result.interaction_id,
+                         result.created_ticket)
         db.session.commit()  # hand the connection back before the emits
         _emit_to_resident(conn.token, "chat.message", payload, skip_sid=request.sid)
     return {"ok": True, "duplicate": result.duplicate, "reference": result.ticket_reference,

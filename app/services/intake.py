@@ -508,8 +508,7 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
                 from app import jobs
 
                 jobs.enqueue("app.tasks.process_inbound", result.interaction_id,
-                             *((True,) if result.created_ticket else ()),
-                             publishes=publishes)
+                             result.created_ticket, publishes=publishes)
     return result
 
 
