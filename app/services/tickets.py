@@ -15,10 +15,20 @@ LIST_FILTERS = ("status", "channel", "citizen_id", "agent_id", "queue")
 WITH_CITIZEN = (sa.orm.joinedload(Ticket.citizen), sa.orm.joinedload(Ticket.contact_point))
 
 
+# Built once: ``Session.get`` with options builds and keys a new statement on every call,
+# which cost a ticket's read half as much again (0.45 against 0.30 ms of CPU).
+_WITH_CITIZEN_BY_ID = sa.select(Ticket).where(
+    Ticket.id == sa.bindparam("ticket_id")).options(*WITH_CITIZEN)
+
+
 def get(ticket_id: int) -> Ticket | None:
     """A ticket with its citizen and address, read in one query: whatever is sent on it
-    needs both (where it goes; the citizen's segment, which its metrics count)."""
-    return db.session.get(Ticket, ticket_id, options=WITH_CITIZEN)
+    needs both (where it goes; the citizen's segment, which its metrics count). One the
+    session holds already is not read again."""
+    held = db.session.identity_map.get(sa.orm.util.identity_key(Ticket, ticket_id))
+    if held is not None:
+        return held
+    return db.session.execute(_WITH_CITIZEN_BY_ID, {"ticket_id": ticket_id}).scalar_one_or_none()
 
 
 def page(filters: dict, *, limit: int, before_id: int | None = None
