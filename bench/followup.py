@@ -14,9 +14,9 @@ a scratch database) and ``REDIS_URL`` (that Redis database is flushed):
 1. ``--block`` messages go through the intake service, untimed, as the webhooks take
    them: SMS and email in the proportions of the load benchmark (40:15), 30% from
    returning residents; their follow-up jobs wait in Redis.
-2. One RQ worker in this process (``jobs.worker_class()``, what ``flask worker`` runs)
-   works the queues in burst mode until they are empty: CPU seconds of this process and
-   wall time.
+2. One RQ worker in this process (``jobs.worker_class()``, what ``flask worker`` runs,
+   each job in an app context of its own) works the queues in burst mode until they are
+   empty: CPU seconds of this process and wall time.
 3. The baseline, in the same round: as many jobs that do nothing, through the same worker
    the same way: RQ's own cost per job (dequeue, bookkeeping, result).
 
@@ -72,6 +72,8 @@ def make_messages(n: int, seed: int = 11):
 
 def work(queues) -> tuple[float, float, int, int]:
     """Run one burst worker until the queues are empty: (CPU s, wall s, done, failed)."""
+    from flask import current_app
+
     from app.extensions import redis_store
     from app.jobs import worker_class
 
@@ -87,6 +89,7 @@ def work(queues) -> tuple[float, float, int, int]:
             return super().handle_job_failure(*args, **kwargs)
 
     worker = CountingWorker(queues, connection=redis_store.client)
+    worker.job_app = current_app._get_current_object()  # a context per job, as flask worker
     cpu, wall = time.process_time(), time.perf_counter()
     worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
