@@ -14,6 +14,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from app.extensions import db
 from app.models import ROLE_RANK, User
+from app.services import held
 
 token_auth = HTTPTokenAuth(scheme="Bearer", description="Token from POST /api/v1/auth/token")
 
@@ -57,7 +58,7 @@ def _load_user(uid: int) -> User | None:
     uses them (routing does), not for every request."""
     from app.services.hotpath import autocommitted
 
-    known = db.session.identity_map.get(sa.orm.util.identity_key(User, uid))
+    known = held(User, uid)
     if known is not None:
         return known
     with autocommitted() as run:

@@ -23,6 +23,16 @@ def commit_keeping_loaded() -> None:
         session.expire_on_commit = previous
 
 
+def held(model: type, ident: int):
+    """The row of ``model`` with primary key ``ident`` if this request's or job's session
+    already holds it (no query, unlike ``Session.get`` with options), else ``None``."""
+    from sqlalchemy.orm.util import identity_key
+
+    from app.extensions import db
+
+    return db.session.identity_map.get(identity_key(model, ident))
+
+
 class ServiceError(Exception):
     status = 400
     code = "bad_request"

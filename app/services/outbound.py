@@ -20,12 +20,18 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 
 from app import metrics
 from app.extensions import db
 from app.models import ContactPoint, Interaction, Outbox, ThreadKey, Ticket, utcnow
-from app.services import Invalid, NotFound, commit_keeping_loaded, message_write, metrics_service
+from app.services import (
+    Invalid,
+    NotFound,
+    commit_keeping_loaded,
+    held,
+    message_write,
+    metrics_service,
+)
 from app.services.hotpath import Runner, autocommitted, in_transaction
 from channels.base import (
     DeliveryResult,
@@ -329,13 +335,13 @@ def deliver(outbox_id: int) -> None:
     # The row as claimed: the session's own when it just wrote it (the claim's values set
     # on it), else made from what the claim returned. No read back either way.
     values = claimed._asdict()
-    row = db.session.identity_map.get(identity_key(Outbox, outbox_id))
+    row = held(Outbox, outbox_id)
     if row is None:
         row = message_write.loaded(Outbox, values)
     else:
         for name in ("status", "attempts", "next_attempt_at"):
             set_committed_value(row, name, values[name])
-    interaction = db.session.identity_map.get(identity_key(Interaction, row.interaction_id))
+    interaction = held(Interaction, row.interaction_id)
     ticket = None
     if interaction is None:  # a delivery job: its message and ticket in one query
         interaction, ticket = db.session.execute(

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Queue, Ticket, User, utcnow
-from app.services import Invalid
+from app.services import Invalid, held
 from app.services.citizens import audit
 
 LIST_FILTERS = ("status", "channel", "citizen_id", "agent_id", "queue")
@@ -25,9 +25,9 @@ def get(ticket_id: int) -> Ticket | None:
     """A ticket with its citizen and address, read in one query: whatever is sent on it
     needs both (where it goes; the citizen's segment, which its metrics count). One the
     session holds already is not read again."""
-    held = db.session.identity_map.get(sa.orm.util.identity_key(Ticket, ticket_id))
-    if held is not None:
-        return held
+    ticket = held(Ticket, ticket_id)
+    if ticket is not None:
+        return ticket
     return db.session.execute(_WITH_CITIZEN_BY_ID, {"ticket_id": ticket_id}).scalar_one_or_none()
 
 
