@@ -60,7 +60,11 @@ def seed_demo() -> None:
 
 @click.command("worker")
 @click.option("--queues", default="inbound,outbound,default,scheduled", show_default=True,
-              help="Comma-separated queues this worker serves, in priority order.")
+              help="Comma-separated queues this worker serves.")
+@click.option("--order", type=click.Choice(["fair", "priority"]), default="fair",
+              show_default=True,
+              help="fair: the queues take turns, one job each, while several have work; "
+                   "priority: a queue is served only when those before it are empty.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--no-schedules", is_flag=True, help="Do not enqueue periodic jobs here.")
 @click.option("--job-logs", is_flag=True,
@@ -71,7 +75,7 @@ def seed_demo() -> None:
               help="Lower this worker's CPU priority by this much (0: as the web "
                    "processes). On a machine it shares with them, requests are served "
                    "first and jobs take the CPU they leave.")
-def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool,
+def worker(queues: str, order: str, burst: bool, no_schedules: bool, job_logs: bool,
            niceness: int) -> None:
     """Run an RQ worker (with its scheduler) for the given queues. Needs REDIS_URL.
 
@@ -81,7 +85,15 @@ def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool,
     later. When web and workers share a machine that is busy, requests therefore keep
     their speed and the queues take up the slack, then empty once the burst passes
     (``bench/load.py`` prints how long that took). On a machine of its own a worker's
-    priority changes nothing."""
+    priority changes nothing.
+
+    The queues take turns (``--order fair``, RQ's round-robin dequeue): while several
+    have work, the worker takes one job from each in turn. In a storm of texts the
+    ``inbound`` queue never empties, and with strict priority (``--order priority``) an
+    agent's reply (``outbound``), the routing of new work to agents (``default``) and
+    the timers that expire offers and flag missed service levels (``scheduled``) would
+    all wait until the storm passed: agents would get no offers just when they are
+    needed most."""
     from rq import Queue
 
     from app import jobs
@@ -110,7 +122,8 @@ def worker(queues: str, burst: bool, no_schedules: bool, job_logs: bool,
     try:
         # Four INFO lines per job cost a busy worker more than some of its jobs do.
         rq_worker.work(burst=burst, with_scheduler=True,
-                       logging_level="INFO" if job_logs else "WARNING")
+                       logging_level="INFO" if job_logs else "WARNING",
+                       dequeue_strategy="round_robin" if order == "fair" else "default")
     finally:
         stop.set()
 

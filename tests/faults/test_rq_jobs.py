@@ -228,3 +228,26 @@ def test_flask_worker_runs_each_job_in_its_own_session(fault_app):
     assert redis.lrange("test:counts:after-failure", 0, -1) == [str(queues_before).encode()]
     assert queue.failed_job_registry.count == 1
     assert queue.finished_job_registry.count >= 1
+
+
+@pytest.mark.parametrize(("order", "expected"), [
+    # In turns: a backlog of texts does not hold back a reply, routing or the timers.
+    ("fair", ["in-1", "reply", "route", "tick", "in-2", "in-3", "in-4"]),
+    ("priority", ["in-1", "in-2", "in-3", "in-4", "reply", "route", "tick"]),
+])
+def test_flask_worker_serves_the_queues_in_turns(fault_app, order, expected):
+    redis = fault_app.extensions["civicline_jobs"].connection
+    for name in jobs.QUEUES:
+        Queue(name, connection=redis).empty()
+    redis.delete("test:flaky:calls")
+    for n in range(1, 5):
+        jobs.enqueue(job_fixtures.flaky, f"in-{n}", 0, queue="inbound")
+    jobs.enqueue(job_fixtures.flaky, "reply", 0, queue="outbound")
+    jobs.enqueue(job_fixtures.flaky, "route", 0, queue="default")
+    jobs.enqueue(job_fixtures.flaky, "tick", 0, queue="scheduled")
+    args = ["worker", "--burst", "--nice", "0", "--no-schedules"]
+    if order != "fair":
+        args += ["--order", order]  # fair is the default
+    result = fault_app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert [c.decode() for c in redis.lrange("test:flaky:calls", 0, -1)] == expected
