@@ -129,6 +129,10 @@ class Config:
     ROUTING_AGING_SECONDS = _float("ROUTING_AGING_SECONDS", 300.0)
     ROUTING_WRAP_UP_SECONDS = _float("ROUTING_WRAP_UP_SECONDS", None)
     ROUTING_REOFFER_AFTER_SECONDS = _float("ROUTING_REOFFER_AFTER_SECONDS", 120.0)
+    # Routing jobs for new work start at least this far apart (with Redis): a step reads
+    # every open item, so in a storm back-to-back steps would crowd out other jobs
+    # (app.services.followup.queue_routing).
+    ROUTING_STEP_SPACING_SECONDS = _float("ROUTING_STEP_SPACING_SECONDS", 1.0)
     # Knowledge base: "on" fuses BM25F with a local embedding model (English, Spanish)
     # (knowledge_base.semantic); "off" is lexical only. Off by default: it lifts English
     # MRR, but loading the model takes seconds and every article is embedded at first use.

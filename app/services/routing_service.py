@@ -73,7 +73,15 @@ from app.models import (
     WorkItem,
     utcnow,
 )
-from app.services import Conflict, Forbidden, Invalid, NotFound, ServiceError, followup
+from app.services import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+    commit_keeping_loaded,
+    followup,
+)
 from app.services.citizens import audit
 from routing import events as ev
 from routing import model as rm
@@ -449,7 +457,10 @@ def run_step(action: Action | None = None, *, now: datetime | None = None) -> St
                     error = exc
             _persist(step)
             step.notices = _notices(step)
-            db.session.commit()
+            # What the step announces and returns is what it just wrote; expiring every
+            # row it read (all open work, refreshed at the next step's read anyway)
+            # cost a sixth of a step with a large backlog.
+            commit_keeping_loaded()
         except Exception:
             db.session.rollback()
             raise

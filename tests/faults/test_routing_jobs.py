@@ -1,8 +1,11 @@
 """Routing jobs on a real Redis: a burst of arrivals queues one routing job, whose step
 takes in every item of the burst (``followup.queue_routing``); an item that arrives once
-that job has started queues a job of its own."""
+that job has started queues a job of its own, to start no sooner than the spacing
+after that one."""
 
 from __future__ import annotations
+
+import time
 
 import sqlalchemy as sa
 from rq import Queue, SimpleWorker
@@ -32,8 +35,32 @@ def test_arrivals_while_a_routing_job_waits_queue_no_other(fault_app):
     assert 0 < redis.ttl(followup.ROUTING_PENDING_KEY) <= followup.ROUTING_PENDING_TTL
     assert followup.take_routing_flag() is True  # the job starts: its step must run
     assert followup.take_routing_flag() is False  # a later job finds no flag
-    followup.queue_routing(104)  # arrived after the job started: a job of its own
+    redis.delete(followup.ROUTING_STEP_AT_KEY)  # ...at once with no spacing (next test)
+    followup.queue_routing(104)  # arrived after the job started: a job of its own...
     assert _routing_jobs(redis) == ["route-101", "route-104"]
+
+
+def test_routing_jobs_start_at_least_the_spacing_apart(fault_app):
+    """In a storm, a routing job (whose step reads every open item) starts at most once
+    per ``ROUTING_STEP_SPACING_SECONDS``; in a quiet moment at once."""
+    redis = fault_app.extensions["civicline_jobs"].connection
+    fault_app.config["ROUTING_STEP_SPACING_SECONDS"] = 3.0
+    followup.queue_routing(101)
+    assert followup.take_routing_flag() is True  # route-101 starts now
+    started = float(redis.get(followup.ROUTING_STEP_AT_KEY))
+    followup.queue_routing(102)  # a second later than that at most
+    followup.queue_routing(103)  # rides on route-102
+    assert _routing_jobs(redis) == ["route-101"]
+    registry = Queue("default", connection=redis).scheduled_job_registry
+    assert registry.get_job_ids() == ["route-102"]
+    due = registry.get_scheduled_time("route-102").timestamp()
+    assert started + 3.0 - 1.0 <= due <= started + 3.0 + 1.0  # RQ keeps whole seconds
+
+    redis.delete(followup.ROUTING_PENDING_KEY)
+    redis.set(followup.ROUTING_STEP_AT_KEY, repr(time.time() - 3.5))  # long past
+    followup.queue_routing(104)
+    assert _routing_jobs(redis) == ["route-101", "route-104"]
+    assert registry.get_job_ids() == ["route-102"]
 
 
 def test_one_routing_job_takes_in_every_item_of_a_burst(fault_app):
