@@ -20,9 +20,10 @@ first for ``--warmup`` (10) seconds, reported on its own line and left out of th
 figures. It prints progress with each 5 s window's p50 and p99, then throughput, p50 and
 p99 per kind and errors, the CPU each part used per request (web, workers, PostgreSQL,
 Redis, this client), how long after the load the workers had emptied the queues, and
-what was sent against what is stored, and how long after they came in new work items
-were routed and agents' replies sent (warm-up included). The scratch database gets the
-README's ``wal_compression``. Last line: ``load: lost 0, duplicated 0, webhook p99 40 ms``.
+what was sent against what is stored, how many new work items still waited for routing
+as the load ended, and how long after the agent sent them replies left. The scratch
+database gets the README's ``wal_compression``.
+Last line: ``load: lost 0, duplicated 0, webhook p99 40 ms``.
 
     DATABASE_URL=postgresql://... REDIS_URL=redis://127.0.0.1:6379/7 python bench/load.py
 """
@@ -81,32 +82,39 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def follow_through() -> list[str]:
-    """How long after the load's own requests the work behind them was done: new work
-    items routed (``queued_at``, set by the routing step that takes an item in) after
-    they arrived, and agents' replies sent (the outbox's ``sent_at``) after the agent
-    sent them. Warm-up included. Jobs a worker leaves waiting behind others show here."""
+def waiting_for_routing() -> str:
+    """New work items no routing step has taken in yet (``queued_at`` is set by the step
+    that takes an item in), called as the load ends: work that agents cannot be offered
+    because the routing job waits behind other jobs."""
     import sqlalchemy as sa
 
     from app.config import _database_url
 
     engine = sa.create_engine(_database_url())
-    lines = []
     with engine.connect() as conn:
-        for what, query in (
-            ("work items routed", "SELECT extract(epoch FROM queued_at - arrived_at), "
-             "queued_at IS NULL FROM work_items"),
-            ("replies sent", "SELECT extract(epoch FROM o.sent_at - i.created_at), "
-             "o.sent_at IS NULL FROM outbox o JOIN interactions i ON i.id = o.interaction_id "
-             "WHERE i.direction = 'outbound' AND i.author_kind = 'agent'"),
-        ):
-            rows = conn.execute(sa.text(query)).all()
-            done = [float(r[0]) for r in rows if not r[1]]
-            if rows:
-                lines.append(f"{what}: {len(done)} of {len(rows)}, p50 {pct(done, 50):.1f} s,"
-                             f" p99 {pct(done, 99):.1f} s after they came in")
+        total, unrouted = conn.execute(sa.text(
+            "SELECT count(*), count(*) - count(queued_at) FROM work_items")).one()
     engine.dispose()
-    return lines
+    return f"work items: {total}, {unrouted} not yet routed as the load ended"
+
+
+def replies_sent() -> str:
+    """How long after the agent sent them their replies left (the outbox's ``sent_at``),
+    warm-up included: a reply's delivery job waiting behind other jobs shows here."""
+    import sqlalchemy as sa
+
+    from app.config import _database_url
+
+    engine = sa.create_engine(_database_url())
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT extract(epoch FROM o.sent_at - i.created_at) FROM outbox o "
+            "JOIN interactions i ON i.id = o.interaction_id "
+            "WHERE i.author_kind = 'agent' AND o.sent_at IS NOT NULL")).scalars().all()
+    engine.dispose()
+    done = [float(r) for r in rows]
+    return (f"replies sent: {len(done)}, p50 {pct(done, 50):.1f} s, p99 {pct(done, 99):.1f} s"
+            " after the agent sent them")
 
 
 def prepare_database() -> None:
@@ -646,6 +654,7 @@ def main() -> int:
         drive(load, args.seconds, args.rate, args.threads)
         elapsed = time.monotonic() - began
         cpu_after = cpu_seconds(groups)
+        routing = waiting_for_routing()
         print("load: waiting for the workers to drain the queues", flush=True)
         drained = drain(os.environ["REDIS_URL"])
         lag = time.monotonic() - began - elapsed
@@ -670,8 +679,8 @@ def main() -> int:
         lost, duplicated, per_kind = compare(load)
         for kind, (sent, stored) in per_kind.items():
             print(f"stored {kind}: {stored} of {sent} accepted")
-        for line in follow_through():
-            print(line)
+        print(routing)
+        print(replies_sent())
         if drained:  # the follow-up jobs queued during the load, done this long after it
             print(f"workers: the queues were empty {lag:.0f} s after the load ended")
         else:
