@@ -19,10 +19,11 @@ Outbound messages go to the simulator outbox (no provider is called). The same l
 first for ``--warmup`` (10) seconds, reported on its own line and left out of the
 figures. It prints progress with each 5 s window's p50 and p99, then throughput, p50 and
 p99 per kind and errors, the CPU each part used per request (web, workers, PostgreSQL,
-Redis, this client), how long after the load the workers had emptied the queues, and
-what was sent against what is stored, how many new work items still waited for routing
-as the load ended, and how long after the agent sent them replies left. The scratch
-database gets the README's ``wal_compression``.
+Redis, this client; the machine's idle time and the time its host stole), how long
+after the load the workers had emptied the queues, what was sent against what is
+stored, how many new work items still waited for routing as the load ended, and how
+long after the agent sent them replies left. The scratch database gets the README's
+``wal_compression``.
 Last line: ``load: lost 0, duplicated 0, webhook p99 40 ms``.
 
     DATABASE_URL=postgresql://... REDIS_URL=redis://127.0.0.1:6379/7 python bench/load.py
@@ -204,7 +205,9 @@ def stop(proc: subprocess.Popen) -> None:
 def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
     """CPU time (user + system) so far of each named set of process groups (a process
     started here leads its own group, children included), of every PostgreSQL and Redis
-    server process, and of this client. Linux's /proc; empty where there is none. A
+    server process, and of this client; and the machine's idle time and the time its
+    host stole (a virtual machine's neighbours: everything runs slower then). Linux's
+    /proc; empty where there is none. A
     process that exits meanwhile takes its time with it (a PostgreSQL connection closed
     during the load: few, with the pool's defaults)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -228,6 +231,13 @@ def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
             totals[name] += (int(fields[11]) + int(fields[12])) / tick
     usage = os.times()
     totals["client"] = usage.user + usage.system
+    try:  # the whole machine: cores left idle, and time the host gave to other machines
+        with open("/proc/stat") as f:
+            cpu = f.readline().split()
+        totals["idle"] = (int(cpu[4]) + int(cpu[5])) / tick
+        totals["stolen"] = int(cpu[8]) / tick
+    except (OSError, IndexError, ValueError):
+        pass
     return totals
 
 
