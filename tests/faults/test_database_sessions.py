@@ -94,3 +94,14 @@ def test_postgresql_pool_keeps_the_configured_connections(fault_app):
     """25 kept open and none opened for a burst (a request waits for a free one)."""
     assert db.engine.pool.size() == fault_app.config["DB_POOL_SIZE"] == 25
     assert db.engine.pool._max_overflow == fault_app.config["DB_MAX_OVERFLOW"] == 0
+
+
+def test_postgresql_pool_hands_out_the_connection_returned_last(fault_app):
+    """Last in, first out: a process works on as few server processes as it needs."""
+    db.session.remove()
+    first, second = db.engine.connect(), db.engine.connect()
+    pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in (first, second)]
+    first.close()
+    second.close()
+    with db.engine.connect() as again:
+        assert again.exec_driver_sql("SELECT pg_backend_pid()").scalar() == pids[1]
