@@ -289,10 +289,14 @@ class Interaction(TimestampMixin, db.Model):
     """One message, call, visit or note within a ticket."""
 
     __tablename__ = "interactions"
-    __table_args__ = (sa.UniqueConstraint("channel", "provider_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("channel", "provider_id"),
+        # A ticket's timeline, and its last message on a channel (migration 0007).
+        sa.Index("ix_interactions_ticket_channel", "ticket_id", "channel", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id"))
     citizen_id: Mapped[int | None] = mapped_column(sa.ForeignKey("citizens.id"), index=True)
     contact_point_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contact_points.id"))
     channel: Mapped[str] = mapped_column(sa.String(10))
