@@ -222,7 +222,7 @@ def queue_routing(item_id: int) -> None:
     Routing jobs start at least ``ROUTING_STEP_SPACING_SECONDS`` apart: the job of an
     item that arrives sooner after the last one started is queued to start then, and
     later arrivals ride on it. A step reads every open work item, so its cost grows with
-    the backlog (about 100 ms of CPU with 2,700 items waiting); in a storm, with new
+    the backlog (about 100 ms of CPU with 3,000 items waiting); in a storm, with new
     work arriving all the time, back-to-back steps would take a worker's whole time from
     the texts it also has to answer. Spaced a second apart they take a tenth of it, and
     new work still reaches an agent within a second or two. In a quiet moment an
