@@ -251,7 +251,8 @@ def queue_routing(item_id: int) -> None:
             pending = not flagged
             if flagged and step_at is not None:
                 spacing = current_app.config.get("ROUTING_STEP_SPACING_SECONDS", 1.0)
-                delay = float(step_at) + spacing - time.time()
+                # Never more than the spacing: the clocks of two machines may differ.
+                delay = min(spacing, float(step_at) + spacing - time.time())
     except RedisError:  # Redis is away: the job below is parked as any job is
         pending = False
     if not pending:  # else the queued job's step takes this item in

@@ -62,6 +62,14 @@ def test_routing_jobs_start_at_least_the_spacing_apart(fault_app):
     assert _routing_jobs(redis) == ["route-101", "route-104"]
     assert registry.get_job_ids() == ["route-102"]
 
+    # A step "in the future" (another machine's clock runs ahead) delays no more than
+    # the spacing.
+    redis.delete(followup.ROUTING_PENDING_KEY)
+    redis.set(followup.ROUTING_STEP_AT_KEY, repr(time.time() + 60))
+    followup.queue_routing(105)
+    due = registry.get_scheduled_time("route-105").timestamp()
+    assert due <= time.time() + 3.0 + 1.0
+
 
 def test_one_routing_job_takes_in_every_item_of_a_burst(fault_app):
     redis = fault_app.extensions["civicline_jobs"].connection
