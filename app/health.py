@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from apiflask import APIBlueprint
-from flask import Response
+from flask import Response, current_app
 
 from app import metrics
 from app.extensions import db, redis_store
@@ -41,22 +41,26 @@ def prometheus():
     from app.models import OPEN_STATUSES, Queue, Ticket, WorkItem
 
     try:
-        rows = db.session.execute(
-            sa.select(Queue.code, sa.func.count(Ticket.id))
-            .join(Ticket, Ticket.queue_id == Queue.id)
-            .where(Ticket.status.in_(OPEN_STATUSES))
-            .group_by(Queue.code)
-        ).all()
-        for code, count in rows:
-            metrics.OPEN_TICKETS.labels(queue=code).set(count)
-        waiting = db.session.execute(
-            sa.select(Queue.code, sa.func.count(WorkItem.id))
-            .join(WorkItem, WorkItem.queue_id == Queue.id)
-            .where(WorkItem.status == "waiting")
-            .group_by(Queue.code)
-        ).all()
-        for code, count in waiting:
-            metrics.WAITING_ITEMS.labels(queue=code).set(count)
+        # Every service queue gets a figure, 0 included: a queue that emptied must not
+        # keep showing its last count.
+        codes = db.session.scalars(sa.select(Queue.code)).all()
+        for gauge, model, condition in (
+            (metrics.OPEN_TICKETS, Ticket, Ticket.status.in_(OPEN_STATUSES)),
+            (metrics.WAITING_ITEMS, WorkItem, WorkItem.status == "waiting"),
+        ):
+            counts = dict(db.session.execute(
+                sa.select(Queue.code, sa.func.count(model.id))
+                .join(model, model.queue_id == Queue.id)
+                .where(condition)
+                .group_by(Queue.code)
+            ).all())
+            for code in codes:
+                gauge.labels(queue=code).set(counts.get(code, 0))
     except Exception:  # noqa: BLE001 - metrics must still answer when the DB is down
         db.session.rollback()
+    try:  # the job queues' backlog: add workers when "inbound" keeps growing
+        for name, count in current_app.extensions["civicline_jobs"].backlog().items():
+            metrics.JOBS_QUEUED.labels(queue=name).set(count)
+    except Exception:  # noqa: BLE001 - nor when Redis is
+        pass
     return Response(metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8")

@@ -140,6 +140,11 @@ class JobRunner(ABC):
     def run_pending(self, max_jobs: int = 10_000, include_delayed: bool = True) -> int: ...
 
     @abstractmethod
+    def backlog(self) -> dict[str, int]:
+        """Jobs ready and waiting for a worker, by queue (every queue named; delayed jobs
+        and retries not yet due are not counted)."""
+
+    @abstractmethod
     def start(self) -> None:
         """Start executing jobs in the background of this process, if this backend does."""
 
@@ -156,6 +161,7 @@ class _Pending:
     args: tuple = field(compare=False)
     job_id: str = field(compare=False)
     attempt: int = field(compare=False, default=0)
+    queue: str = field(compare=False, default="default")
 
 
 class EmbeddedRunner(JobRunner):
@@ -183,9 +189,19 @@ class EmbeddedRunner(JobRunner):
                 return job_id
             self._ids.add(job_id)
             run_at = time.monotonic() + (delay or 0)
-            heapq.heappush(self._heap, _Pending(run_at, next(self._seq), spec.name, args, job_id))
+            heapq.heappush(self._heap, _Pending(run_at, next(self._seq), spec.name, args, job_id,
+                                                queue=queue))
             self._lock.notify()
         return job_id
+
+    def backlog(self) -> dict[str, int]:
+        now = time.monotonic()
+        counts = dict.fromkeys(QUEUES, 0)
+        with self._lock:
+            for item in self._heap:
+                if item.run_at <= now:
+                    counts[item.queue] = counts.get(item.queue, 0) + 1
+        return counts
 
     def _pop_due(self, include_delayed: bool) -> _Pending | None:
         with self._lock:
@@ -216,6 +232,7 @@ class EmbeddedRunner(JobRunner):
                             item.args,
                             item.job_id,
                             item.attempt + 1,
+                            item.queue,
                         ),
                     )
             else:
@@ -382,6 +399,12 @@ class RQRunner(JobRunner):
 
     def stop(self) -> None:
         """Nothing to stop here (see ``start``)."""
+
+    def backlog(self) -> dict[str, int]:
+        with self.connection.pipeline(transaction=False) as pipe:
+            for name in QUEUES:
+                pipe.llen(self.queue(name).key)
+            return dict(zip(QUEUES, pipe.execute(), strict=True))
 
     def queue(self, name: str):
         """One ``Queue`` per name and runner: RQ remembers the Redis server's version on it,

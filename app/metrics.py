@@ -26,6 +26,11 @@ WAITING_ITEMS = Gauge(
     registry=REGISTRY,
 )
 
+JOBS_QUEUED = Gauge(
+    "civicline_jobs_queued", "Jobs ready and waiting for a worker, by job queue", ["queue"],
+    registry=REGISTRY,
+)
+
 
 def render() -> bytes:
     return generate_latest(REGISTRY)

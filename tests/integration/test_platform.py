@@ -53,6 +53,36 @@ def test_healthz_and_metrics(client, seeded):
     assert 'civicline_inbound_messages_total{channel="sms",duplicate="false"}' in m.text
 
 
+def _gauge(text: str, name: str, queue: str) -> float:
+    prefix = f'{name}{{queue="{queue}"}} '
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(line[len(prefix):])
+
+
+def test_metrics_count_open_tickets_and_queued_jobs_down_to_zero(client, seeded):
+    """An operator reads the backlog of each service queue and each job queue; a queue
+    that emptied reads 0, not its last count."""
+    from app.models import Ticket
+
+    runner = client.application.extensions["civicline_jobs"]
+    result = intake(InboundMessage(channel="sms", provider_id="SM-gauge", sender="+15555550501",
+                                   text="when is the pool open?"))
+    text = client.get("/metrics").text
+    assert _gauge(text, "civicline_jobs_queued", "inbound") == 1  # its follow-up
+    assert _gauge(text, "civicline_jobs_queued", "outbound") == 0
+    runner.run_pending()  # the follow-up files the ticket in a queue
+    db.session.expire_all()
+    ticket = db.session.get(Ticket, result.ticket_id)
+    code = db.session.get(Queue, ticket.queue_id).code
+    text = client.get("/metrics").text
+    assert _gauge(text, "civicline_jobs_queued", "inbound") == 0
+    assert _gauge(text, "civicline_open_tickets", code) == 1
+    ticket.status = "resolved"
+    db.session.commit()
+    text = client.get("/metrics").text
+    assert _gauge(text, "civicline_open_tickets", code) == 0
+
+
 def test_cli_users_create_and_seed_is_idempotent(runner, app):
     r = runner.invoke(args=["users", "create", "--email", "Sup@Example.org", "--role",
                             "supervisor", "--password", "long-enough-pw"])
