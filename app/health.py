@@ -58,9 +58,12 @@ def prometheus():
                 gauge.labels(queue=code).set(counts.get(code, 0))
     except Exception:  # noqa: BLE001 - metrics must still answer when the DB is down
         db.session.rollback()
+        # A figure that cannot be read is left out, not shown as it last was.
+        metrics.OPEN_TICKETS.clear()
+        metrics.WAITING_ITEMS.clear()
     try:  # the job queues' backlog: add workers when "inbound" keeps growing
         for name, count in current_app.extensions["civicline_jobs"].backlog().items():
             metrics.JOBS_QUEUED.labels(queue=name).set(count)
-    except Exception:  # noqa: BLE001 - nor when Redis is
-        pass
+    except Exception:  # noqa: BLE001 - nor when Redis is (/healthz reports it)
+        metrics.JOBS_QUEUED.clear()
     return Response(metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8")

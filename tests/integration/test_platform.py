@@ -83,6 +83,22 @@ def test_metrics_count_open_tickets_and_queued_jobs_down_to_zero(client, seeded)
     assert _gauge(text, "civicline_open_tickets", code) == 0
 
 
+def test_metrics_leave_out_a_backlog_they_cannot_read(client, seeded, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    runner = client.application.extensions["civicline_jobs"]
+    assert _gauge(client.get("/metrics").text, "civicline_jobs_queued", "inbound") == 0
+
+    def unreachable():
+        raise RedisConnectionError("Redis is away")
+
+    monkeypatch.setattr(runner, "backlog", unreachable)
+    m = client.get("/metrics")
+    assert m.status_code == 200
+    assert "civicline_jobs_queued{" not in m.text  # not the last count, as if still true
+    assert "civicline_open_tickets{" in m.text  # the rest still answers
+
+
 def test_cli_users_create_and_seed_is_idempotent(runner, app):
     r = runner.invoke(args=["users", "create", "--email", "Sup@Example.org", "--role",
                             "supervisor", "--password", "long-enough-pw"])
