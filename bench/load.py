@@ -236,7 +236,7 @@ def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
             cpu = f.readline().split()
         totals["idle"] = (int(cpu[4]) + int(cpu[5])) / tick
         totals["stolen"] = int(cpu[8]) / tick
-    except (OSError, IndexError, ValueError):
+    except (OSError, IndexError, ValueError):  # no /proc/stat: these two are left out
         pass
     return totals
 

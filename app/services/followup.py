@@ -10,6 +10,7 @@ it at all when no pre-hook wants such a message (``pre_hooks_may_want``)."""
 from __future__ import annotations
 
 import logging
+import time
 
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
@@ -229,8 +230,6 @@ def queue_routing(item_id: int) -> None:
     arrival finds the last step long past and is routed at once."""
     if not ROUTE_HOOKS:
         return
-    import time
-
     from flask import current_app
     from redis.exceptions import RedisError
 
@@ -239,33 +238,30 @@ def queue_routing(item_id: int) -> None:
     from app.jobs import enqueue
 
     client = redis_store.client
-    delay = 0.0
-    try:
-        if client is None:
-            pending = False
-        else:
+    flagged, step_at = True, None  # without Redis every item queues its job
+    if client is not None:
+        try:
             with client.pipeline(transaction=False) as pipe:
                 pipe.set(ROUTING_PENDING_KEY, item_id, nx=True, ex=ROUTING_PENDING_TTL)
                 pipe.get(ROUTING_STEP_AT_KEY)
                 flagged, step_at = pipe.execute()
-            pending = not flagged
-            if flagged and step_at is not None:
-                spacing = current_app.config.get("ROUTING_STEP_SPACING_SECONDS", 1.0)
-                # Never more than the spacing: the clocks of two machines may differ.
-                delay = min(spacing, float(step_at) + spacing - time.time())
-    except RedisError:  # Redis is away: the job below is parked as any job is
-        pending = False
-    if not pending:  # else the queued job's step takes this item in
-        enqueue(tasks.route_work, item_id, job_id=f"route-{item_id}",
-                delay=delay if delay > 0.05 else None)
+        except RedisError:  # Redis is away: the job below is parked as any job is
+            flagged, step_at = True, None
+    if not flagged:  # a queued job's step takes this item in
+        return
+    delay = None
+    if step_at is not None:
+        spacing = current_app.config.get("ROUTING_STEP_SPACING_SECONDS", 1.0)
+        # Never more than the spacing: the clocks of two machines may differ.
+        wait = min(spacing, float(step_at) + spacing - time.time())
+        delay = wait if wait > 0.05 else None  # a few milliseconds: start at once
+    enqueue(tasks.route_work, item_id, job_id=f"route-{item_id}", delay=delay)
 
 
 def take_routing_flag() -> bool:
     """Called as a routing job starts: True when it took the flag of a queued routing job
     (its step must run: items that found the flag set count on it). Records when this
     job started, for the spacing of the next (``queue_routing``)."""
-    import time
-
     from redis.exceptions import RedisError
 
     from app.extensions import redis_store
