@@ -288,8 +288,9 @@ def resident_message(conn: _Connection, data: dict) -> dict[str, Any]:
         topic=topic[:50] if topic else None,
     )
     # The follow-up (knowledge-base answer, work item, routing) is queued below only when
-    # the chat is not already with a person: asked for after the commit, so a line is
-    # never left without one that it needs.
+    # the chat is not already with a person or a pre-hook may want the line, the rule of
+    # intake's own follow-up: asked for after the commit, so a line is never left without
+    # one that it needs.
     result = intake(msg, follow_up=False)
     if conn.ticket_id != result.ticket_id:
         db.session.execute(sa.update(ChatSession).where(ChatSession.id == conn.session_id)
@@ -301,7 +302,7 @@ def resident_message(conn: _Connection, data: dict) -> dict[str, Any]:
     else:
         payload = _resident_payload(result.announcement["interaction"], client_id)
     if not result.duplicate:
-        if not result.with_person:
+        if not result.with_person or followup.pre_hooks_may_want("chat", text, True):
             from app import jobs
 
             jobs.enqueue("app.tasks.process_inbound", result.interaction_id,

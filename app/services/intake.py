@@ -501,10 +501,10 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
         with realtime.held() as publishes:
             announce(result)
             # A message to a person needs a follow-up only for a pre-hook that may want
-            # it (a survey score, a "helpful" vote): the agent sees it live.
+            # it (a "helpful" vote): the agent sees it live.
             if follow_up and not msg.is_auto_reply and (
                     not result.with_person
-                    or followup.pre_hooks_may_want(msg.channel, msg.text)):
+                    or followup.pre_hooks_may_want(msg.channel, msg.text, True)):
                 from app import jobs
 
                 jobs.enqueue("app.tasks.process_inbound", result.interaction_id,

@@ -183,15 +183,21 @@ def _score(channel: str, text: str | None) -> re.Match | None:
 
 def capture_reply(interaction: Interaction, ticket: Ticket) -> bool:
     """Follow-up pre-hook: an SMS or chat line "1".."5" answering a survey is recorded
-    as the score of the surveyed ticket and handled no further."""
-    if interaction.direction != "inbound":
+    as the score of the surveyed ticket and handled no further.
+
+    Not while the message's ticket waits for a person or is with one: the resident wrote
+    again after the survey and is back in a conversation, where "4" answers whatever the
+    agent asks. Nor in another case the resident opened since, which the digit did not
+    open itself: it belongs to that case. The survey stays open for its reply window."""
+    if interaction.direction != "inbound" or getattr(interaction, "with_person", False):
         return False
     match = _score(interaction.channel, interaction.text)
     if match is None:
         return False
     surveyed = _pending_survey(interaction.citizen_id or ticket.citizen_id,
                                interaction.channel)
-    if surveyed is None:
+    if surveyed is None or (ticket.id != surveyed.id
+                            and not getattr(interaction, "opened_ticket", False)):
         return False
     comment = match.group(2).strip() or None
     record_survey(surveyed.id, interaction.channel, int(match.group(1)), comment, commit=False)
@@ -212,7 +218,8 @@ def capture_reply(interaction: Interaction, ticket: Ticket) -> bool:
     return True
 
 
-capture_reply.wants = lambda channel, text: _score(channel, text) is not None
+capture_reply.wants = lambda channel, text, with_person: (
+    not with_person and _score(channel, text) is not None)
 
 
 def _after_commit_send(session) -> None:

@@ -130,3 +130,63 @@ def test_opted_out_resident_gets_no_sms_survey(app, client, auth_headers, run_jo
     _resolve(client, auth_headers("agent"), result.ticket_id)
     run_jobs()
     assert _surveys_sent(result.ticket_id) == []
+
+
+def test_sms_digit_to_a_case_waiting_for_a_person_is_part_of_that_conversation(
+        app, client, auth_headers, run_jobs, seeded):
+    """A survey went out, then the resident wrote again about something still wrong and
+    that new case went to a queue: a "4" now answers whatever the agent will ask, not the
+    survey. The new case stays open with its work item, and no score is recorded."""
+
+    def text(n: int, body: str):
+        return intake(InboundMessage(channel="sms", provider_id=f"SMr{n}",
+                                     sender="+15555550114", text=body))
+
+    first = text(1, "a tree fell on Elm St")
+    run_jobs()
+    _resolve(client, auth_headers("agent"), first.ticket_id)
+    run_jobs()
+    assert len(_surveys_sent(first.ticket_id)) == 1
+    again = text(2, "the tree is still there, it blocks the road")
+    run_jobs()
+    item = db.session.scalar(sa.select(WorkItem).where(
+        WorkItem.ticket_id == again.ticket_id, WorkItem.status == "waiting"))
+    assert item is not None
+    digit = text(3, "4")
+    assert digit.ticket_id == again.ticket_id and digit.with_person
+    run_jobs()
+    db.session.expire_all()
+    case = db.session.get(Ticket, again.ticket_id)
+    assert case.status not in ("resolved", "closed") and case.disposition != "survey_reply"
+    assert db.session.get(WorkItem, item.id).status == "waiting"
+    reply = db.session.get(Interaction, digit.interaction_id)
+    assert reply.ticket_id == again.ticket_id and not (reply.meta or {}).get("survey_reply")
+    assert db.session.get(Ticket, first.ticket_id).satisfaction is None
+    assert db.session.scalar(sa.select(SurveyResponse)) is None
+
+
+def test_sms_digit_in_another_open_case_stays_in_that_case(app, client, auth_headers,
+                                                           run_jobs, seeded):
+    """After the survey, the resident opened a new case that nobody has picked up yet: a
+    "4" in it is part of that case. Only a digit that opens a case of its own (the
+    survey's reply arriving after its case closed) is folded into the surveyed one."""
+
+    def text(n: int, body: str, follow_up: bool = True):
+        return intake(InboundMessage(channel="sms", provider_id=f"SMo{n}",
+                                     sender="+15555550115", text=body), follow_up=follow_up)
+
+    first = text(1, "the streetlight on Oak Ave is out")
+    run_jobs()
+    _resolve(client, auth_headers("agent"), first.ticket_id)
+    run_jobs()
+    assert len(_surveys_sent(first.ticket_id)) == 1
+    other = text(2, "how many bags of leaves can I put out?", follow_up=False)
+    digit = text(3, "4")
+    assert digit.ticket_id == other.ticket_id and not digit.created_ticket
+    run_jobs()
+    db.session.expire_all()
+    case = db.session.get(Ticket, other.ticket_id)
+    assert case.status not in ("resolved", "closed") and case.disposition != "survey_reply"
+    reply = db.session.get(Interaction, digit.interaction_id)
+    assert reply.ticket_id == other.ticket_id and not (reply.meta or {}).get("survey_reply")
+    assert db.session.get(Ticket, first.ticket_id).satisfaction is None
