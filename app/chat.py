@@ -371,6 +371,7 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
     answer = knowledge.answer_for(interaction.text, "chat", ticket.language, ticket.id)
     if answer is not None and answer.self_service:
         text = answer.text.strip() + (f"\n\nMore: {answer.url}" if answer.url else "")
+        followup.take_topic(ticket, answer)
         ticket.self_served = True
         post_notice(chat, ticket, text, kb=(answer.article_id, answer.version),
                     meta={"offer_person": True, "kb_confidence": round(answer.confidence, 3)})

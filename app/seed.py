@@ -99,7 +99,7 @@ def seed(echo: Callable[[str], None] = print) -> None:
             for code, level in topics.items():
                 db.session.add(AgentSkill(agent_id=user.id, skill_id=_skill("topic", code).id,
                                           proficiency=level))
-            echo(f"  {role} {email}")
+            echo(f"  {role} {email}: {', '.join(topics)}; speaks {', '.join(langs)}")
     for segment, channels, description in SEGMENTS:
         query = sa.select(SegmentProfile).where(SegmentProfile.segment == segment)
         if db.session.scalar(query) is None:
@@ -125,6 +125,11 @@ def seed(echo: Callable[[str], None] = print) -> None:
         hook(echo)
     echo(f"Demo data ready. Sign in as ana@civicline.example / {DEMO_PASSWORD} (agent) or "
          f"supervisor@civicline.example / {DEMO_PASSWORD} (supervisor).")
+    takers = "; ".join(f"{email.split('@')[0]}: {', '.join(t for t in topics if t != 'general')}"
+                       for email, _name, role, _langs, topics, _desk in AGENTS
+                       if role == "agent")
+    echo(f"Each queue goes to the agents who know its subject ({takers}); every agent "
+         "takes general.")
 
 
 # Features add their own demo data here (the knowledge base adds its articles).

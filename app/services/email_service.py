@@ -491,6 +491,7 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
     query = "\n".join(p for p in (interaction.subject, interaction.text) if p)[:1000]
     answer = knowledge.answer_for(query, "email", ticket.language, ticket.id) if query else None
     if answer is not None and answer.self_service:
+        followup.take_topic(ticket, answer)
         text, html_body = render_kb_answer(answer, ticket)
         # A reply to the answer reopens the ticket and reaches a person.
         ticket.self_served = True

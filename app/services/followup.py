@@ -77,6 +77,20 @@ def choose_queue(ticket: Ticket) -> Queue | None:
     return queue_by_code(GENERAL_QUEUE)
 
 
+def take_topic(ticket: Ticket, answer) -> None:
+    """A ticket with no topic takes the topic of the knowledge-base article that answered
+    it with confidence, when a queue has that code: a request for a person that follows
+    then goes to the queue whose agents know the subject (a passport question to
+    passports), not to general. A topic already chosen (the phone menu, the chat form, an
+    agent) and a ticket already in a queue are left alone; so is an answer below the
+    channel's confidence bar, which may have read the question wrong."""
+    if (ticket.topic or ticket.queue_id or answer is None or not answer.self_service
+            or not answer.topic):
+        return
+    if queue_by_code(answer.topic) is not None:
+        ticket.topic = answer.topic
+
+
 def _new_item_values(ticket: Ticket, idle: bool = False) -> tuple[WorkItem | None,
                                                                    dict | None]:
     """For an open, unassigned ticket: its active work item, or a new one's values in

@@ -56,6 +56,7 @@ class KBAnswer:
     html: str | None = None
     language: str | None = None
     url: str | None = None
+    topic: str | None = None  # the article's topic (``followup.take_topic``)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def answer(query: str, channel: str, lang: str | None = None, ticket_id: int | N
         html=result.rendering.html,
         language=article.language,
         url=article_url(article, holder.base_url),
+        topic=article.topic or None,
     )
 
 

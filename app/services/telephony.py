@@ -351,6 +351,7 @@ def sms_self_service(interaction: Interaction, ticket: Ticket) -> bool:
                     opened=interaction.opened_ticket)
         return False
     lang = answer.language or ticket.language
+    followup.take_topic(ticket, answer)
     # The answer's messages and the ticket's new state are written in one commit; each
     # message is then announced and sent, in this job.
     staged = []
@@ -691,6 +692,7 @@ def voice_topic(form, lang: str) -> str:
     if answer is None or not answer.self_service:
         interaction.meta = dict(meta)
         return to_agent(interaction, ticket, lang)
+    followup.take_topic(ticket, answer)
     meta["kb"] = {"article_id": answer.article_id, "version": answer.version,
                   "confidence": answer.confidence, "voice_text": answer.text}
     interaction.meta = dict(meta)

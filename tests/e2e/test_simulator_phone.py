@@ -40,7 +40,9 @@ def test_maria_texts_gets_the_answer_then_asks_for_a_person(live_server, page, s
     run_jobs()
     ticket = db.session.scalar(sa.select(Ticket))
     expect(received(page).last).to_contain_text(f"Your reference is {ticket.reference}")
-    assert db.session.scalar(sa.select(WorkItem)).ticket_id == ticket.id
+    item = db.session.scalar(sa.select(WorkItem))
+    assert item.ticket_id == ticket.id
+    assert db.session.get(Queue, item.queue_id).code == "passports"
 
 
 def test_jose_calls_in_spanish_and_gets_a_text(live_server, page, seeded, run_jobs):

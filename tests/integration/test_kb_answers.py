@@ -3,6 +3,7 @@ channel input, and an index that follows edits made here and in other processes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -144,3 +145,55 @@ def test_new_articles_are_answerable_at_once(demo_kb):
                           "body": "Every dog needs a license. The fee is $15 a year.",
                           "tags": ["dog", "license"]}, None)
     assert answer_for("dog license fee", "sms").article_id == row.id
+
+
+def test_a_confident_answer_gives_an_untopical_ticket_its_queue(seeded):
+    """A ticket without a topic takes the topic of the article that answered it with
+    confidence, when a queue of that code exists: the person who follows knows the
+    subject. Chosen topics, tickets already queued and doubtful answers are left alone."""
+    from app.models import Queue, Ticket
+    from app.services import followup
+
+    def ticket(**kw) -> Ticket:
+        result = intake(InboundMessage(channel="sms", provider_id=f"SMt{len(made)}",
+                                       sender=f"+1555555{len(made):04d}", text="hi"),
+                        follow_up=False)
+        made.append(result)
+        row = db.session.get(Ticket, result.ticket_id)
+        for name, value in kw.items():
+            setattr(row, name, value)
+        return row
+
+    made: list = []
+    passport = answer_for("how do I renew my passport", "sms")
+    trash = answer_for("my trash was not picked up", "sms")
+    vote = answer_for("how do I register to vote", "sms")
+    assert passport.self_service and passport.topic == "passports"
+    assert trash.self_service and trash.topic == "sanitation"
+    assert vote.self_service and vote.topic == "voting"  # no queue has that code
+
+    plain = ticket()
+    followup.take_topic(plain, passport)
+    assert plain.topic == "passports"
+    assert followup.choose_queue(plain).code == "passports"
+
+    chosen = ticket(topic="benefits")
+    followup.take_topic(chosen, passport)
+    assert chosen.topic == "benefits"
+
+    general = db.session.scalar(sa.select(Queue).where(Queue.code == "general"))
+    queued = ticket(queue_id=general.id)
+    followup.take_topic(queued, passport)
+    assert queued.topic is None
+
+    doubtful = ticket()
+    followup.take_topic(doubtful, dataclasses.replace(passport, self_service=False))
+    assert doubtful.topic is None
+
+    no_queue = ticket()
+    followup.take_topic(no_queue, vote)
+    assert no_queue.topic is None and followup.choose_queue(no_queue).code == "general"
+
+    street = ticket()
+    followup.take_topic(street, trash)
+    assert followup.choose_queue(street).code == "sanitation"

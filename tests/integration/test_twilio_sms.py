@@ -222,6 +222,9 @@ def test_agent_keyword_queues_the_same_ticket_and_acknowledges(client, open_queu
     assert count(Ticket) == 1 and not ticket.self_served and ticket.status == "open"
     item = db.session.scalar(sa.select(WorkItem))
     assert item.ticket_id == ticket.id and item.status == "waiting"
+    # The passports article answered: the person who follows knows passports.
+    assert ticket.topic == "passports"
+    assert db.session.get(Queue, item.queue_id).code == "passports"
     ack = outbound_sms(ticket.id)[-1]
     assert ack.author_kind == "system" and ticket.reference in ack.text
     assert "An agent will reply within about" in ack.text
