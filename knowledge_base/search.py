@@ -242,7 +242,11 @@ def _surface_words(article: Article) -> set[str]:
     return {w for w in words(text) if not is_han(w)}
 
 
-_SENTENCE_RE = re.compile(r"(?<=[.!?。！？])\s*|\n+")
+# A sentence ends at . ! ? before a capital, a digit or an opening mark (not inside "U.S.
+# passport", "e.g. a bill", or after an initial: "the U.S. Department"), at Chinese full
+# stops, and at line breaks.
+_SENTENCE_RE = re.compile(
+    r"(?<=[.!?])(?<!\b[A-Za-z]\.)\s+(?=[A-Z¿¡\d\"(“])|(?<=[。！？])\s*|\n+")
 _MD_RE = re.compile(r"[*_`#>]+|\[([^\]]*)\]\([^)]*\)|^\s*[-+]\s+", re.M)
 
 

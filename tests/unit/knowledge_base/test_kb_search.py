@@ -116,3 +116,15 @@ def test_spanish_question_about_english_only_article_is_bridged(kb):
     assert top(kb, "queja por ruido de los vecinos") == "noise-complaint"
     answer = kb.answer("queja por ruido de los vecinos", "chat", "es")
     assert answer.article.id == "noise-complaint" and answer.language == "es"
+
+
+def test_snippets_keep_abbreviations_inside_their_sentence():
+    from knowledge_base.search import make_snippet
+
+    body = ("You can renew your U.S. passport by mail. Bring a photo, e.g. a recent one. "
+            "Write to the U.S. Department of State.")
+    assert make_snippet(body, "en", {"renew"}) == (
+        "You can renew your U.S. passport by mail.")
+    assert make_snippet(body, "en", {"photo"}) == "Bring a photo, e.g. a recent one."
+    assert make_snippet(body, "en", {"depart"}) == "Write to the U.S. Department of State."
+    assert make_snippet("请带照片。然后邮寄。", "zh", {"邮寄"}) == "然后邮寄。"
