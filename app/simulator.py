@@ -67,13 +67,33 @@ def sign():
 
 @bp.get("/simulator/phone/messages")
 def phone_messages():
-    """The simulator page polls for texts the center sent to the simulated phone."""
+    """The simulator page polls for texts the center sent to the simulated phone
+    (``direction`` "in"). Its first poll (``history=1``: the page was opened or reloaded,
+    or the number changed) also gets the texts this phone sent (``direction`` "out",
+    ``id`` 0), in the order they were written, so the whole conversation shows again."""
     try:
         number = normalize_phone(request.args.get("number", ""))
     except Invalid as exc:
         return {"error": {"code": exc.code, "message": exc.message}}, 400
-    items = _simulated_outbox("sms", number, request.args.get("after", 0, type=int))
+    after = request.args.get("after", 0, type=int)
+    items = _simulated_outbox("sms", number, after)
+    if request.args.get("history") == "1":
+        items = sorted(items + _texts_sent_from(number), key=lambda item: item["order"])
     return jsonify({"number": number, "items": items})
+
+
+def _texts_sent_from(number: str, limit: int = 100) -> list[dict]:
+    """The last texts a phone sent to the center."""
+    from app.models import ContactPoint, Interaction
+
+    rows = db.session.execute(
+        sa.select(Interaction.id, Interaction.text, Interaction.created_at)
+        .join(ContactPoint, ContactPoint.id == Interaction.contact_point_id)
+        .where(ContactPoint.kind == "phone", ContactPoint.value == number,
+               Interaction.channel == "sms", Interaction.direction == "inbound")
+        .order_by(Interaction.id.desc()).limit(limit)).all()
+    return [{"id": 0, "direction": "out", "text": text or "", "order": interaction_id,
+             "at": at.isoformat() + "Z"} for interaction_id, text, at in reversed(rows)]
 
 
 @bp.post("/simulator/email/send")
@@ -128,7 +148,8 @@ def _simulated_outbox(channel: str, address: str, after: int) -> list[dict]:
     items = []
     for row in rows:
         interaction = db.session.get(Interaction, row.interaction_id)
-        item = {"id": row.id, "text": interaction.text if interaction else "",
+        item = {"id": row.id, "direction": "in", "text": interaction.text if interaction else "",
+                "order": row.interaction_id,
                 "at": row.sent_at.isoformat() + "Z" if row.sent_at else None}
         if channel == "email":
             item["subject"] = (row.payload or {}).get("subject") or ""

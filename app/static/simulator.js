@@ -55,6 +55,7 @@
   // --- SMS --------------------------------------------------------------------------
   const smsLog = $("sms-log");
   let lastOutboxId = 0;
+  let history = true; // the next poll also asks for the texts this phone sent
   function addSms(direction, text) {
     const li = document.createElement("li");
     li.dataset.direction = direction;
@@ -83,15 +84,18 @@
   }
   async function poll() {
     try {
-      const r = await fetch("/simulator/phone/messages?number=" + encodeURIComponent(number()) + "&after=" + lastOutboxId);
+      const asked = history;
+      const r = await fetch("/simulator/phone/messages?number=" + encodeURIComponent(number()) + "&after=" + lastOutboxId + (asked ? "&history=1" : ""));
       if (r.ok) {
         const data = await r.json();
-        data.items.forEach((item) => { lastOutboxId = Math.max(lastOutboxId, item.id); addSms("in", item.text); });
+        if (asked) history = false;
+        // The first answer also holds the texts this phone sent (a reload shows them).
+        data.items.forEach((item) => { lastOutboxId = Math.max(lastOutboxId, item.id); addSms(item.direction || "in", item.text); });
       }
     } catch (err) { /* the server restarted: try again on the next tick */ }
     setTimeout(poll, 1000);
   }
-  $("sim-number").addEventListener("change", () => { lastOutboxId = 0; smsLog.textContent = ""; });
+  $("sim-number").addEventListener("change", () => { lastOutboxId = 0; history = true; smsLog.textContent = ""; });
   poll();
 
   // --- Voice: play TwiML like Twilio ------------------------------------------------

@@ -43,6 +43,17 @@ def test_maria_texts_gets_the_answer_then_asks_for_a_person(live_server, page, s
     item = db.session.scalar(sa.select(WorkItem))
     assert item.ticket_id == ticket.id
     assert db.session.get(Queue, item.queue_id).code == "passports"
+    # A reload shows the whole conversation again, both sides, in order.
+    before = [(li.get_attribute("data-direction"), li.text_content())
+              for li in page.locator("#sms-log li").all()]
+    page.reload()
+    log = page.locator("#sms-log li")
+    expect(log).to_have_count(len(before))
+    after = [(li.get_attribute("data-direction"), li.text_content()) for li in log.all()]
+    assert after == before
+    assert [d for d, _ in after] == ["out", "in", "in", "out", "in"]
+    page.wait_for_timeout(1500)  # later polls add nothing
+    expect(log).to_have_count(len(before))
 
 
 def test_jose_calls_in_spanish_and_gets_a_text(live_server, page, seeded, run_jobs):
