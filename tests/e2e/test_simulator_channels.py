@@ -46,6 +46,9 @@ def test_chat_and_walkin_tabs_embed_the_real_pages(live_server, page, seeded):
     page.goto(live_server + "/simulator")
     page.get_by_role("tab", name="Web chat").click()
     expect(page.locator("#chat-frame")).to_have_attribute("src", "/chat-demo")
+    # The whole sign-up form shows without scrolling inside the frame.
+    start = page.frame_locator("#chat-frame").get_by_role("button", name="Start chat")
+    expect(start).to_be_in_viewport()
     page.get_by_role("tab", name="Walk-in").click()
     expect(page.locator("#kiosk-frame")).to_have_attribute("src", "/kiosk")
     kiosk = page.frame_locator("#kiosk-frame")
