@@ -370,7 +370,9 @@ def self_service(interaction: Interaction, ticket: Ticket) -> bool:
 
     answer = knowledge.answer_for(interaction.text, "chat", ticket.language, ticket.id)
     if answer is not None and answer.self_service:
-        text = answer.text.strip() + (f"\n\nMore: {answer.url}" if answer.url else "")
+        text = answer.text.strip()
+        if answer.url and answer.url not in text:  # the chat rendering links it already
+            text += f"\n\nMore: {answer.url}"
         followup.take_topic(ticket, answer)
         ticket.self_served = True
         post_notice(chat, ticket, text, kb=(answer.article_id, answer.version),

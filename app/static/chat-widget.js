@@ -26,6 +26,7 @@
     ".clc-log{height:18rem;overflow-y:auto;border:1px solid #a9aeb1;padding:.5rem;margin-bottom:.5rem}",
     ".clc-msg{margin:.35rem 0;padding:.4rem .6rem;border-radius:6px;white-space:pre-wrap;background:#f0f0f0}",
     ".clc-msg.clc-resident{background:#d9e8f6;margin-left:2rem}",
+    ".clc-msg a{color:#005ea2;text-decoration:underline}",
     ".clc-msg.clc-pending{opacity:.7}",
     ".clc-who{font-weight:700;display:block}",
     ".clc-hint{color:#454545;font-size:.9rem;margin:.25rem 0}",
@@ -40,6 +41,23 @@
     });
     if (text) { node.textContent = text; }
     return node;
+  }
+
+  // Markdown links ("[Read the full article](https://...)") and bare web addresses in a
+  // message become links; everything else stays text. Only http(s) addresses qualify, and
+  // nodes are built one by one (never HTML), so a message cannot inject markup.
+  var LINK_RE = /\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)|(https?:\/\/[^\s<>()]*[^\s<>().,;:!?'"])/g;
+
+  function appendText(node, text) {
+    var last = 0, m;
+    LINK_RE.lastIndex = 0;
+    while ((m = LINK_RE.exec(text)) !== null) {
+      if (m.index > last) { node.appendChild(document.createTextNode(text.slice(last, m.index))); }
+      var url = m[2] || m[3];
+      node.appendChild(el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, m[1] || url));
+      last = LINK_RE.lastIndex;
+    }
+    if (last < text.length) { node.appendChild(document.createTextNode(text.slice(last))); }
   }
 
   function uid() {
@@ -158,7 +176,7 @@
       if (m.id) { node.dataset.id = m.id; seen[m.id] = true; } else { node.classList.add("clc-pending"); }
       if (m.client_id) { node.dataset.clientId = m.client_id; }
       node.appendChild(el("span", { "class": "clc-who" }, label(m) + ":"));
-      node.appendChild(document.createTextNode(m.text));
+      appendText(node, m.text || "");
       if (m.kb && m.id) { node.appendChild(helpfulButtons(m.id)); }
       ui.log.appendChild(node);
       ui.log.scrollTop = ui.log.scrollHeight;

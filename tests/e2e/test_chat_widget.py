@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
+from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import ChatSession, Interaction, Queue
@@ -112,6 +115,19 @@ def test_was_this_helpful_buttons_under_an_answer(app, live_server, page, seeded
     page.wait_for_function("document.querySelector('.clc-resident[data-id]') !== null")
     run_jobs()
     helpful = page.get_by_role("group", name="Was this helpful?")
+    # The answer links its article once, as a link, not as Markdown source.
+    answer = page.locator(".clc-bot").last
+    link = answer.get_by_role("link", name="Read the full article")
+    expect(link).to_have_attribute("href", re.compile(r"^http://localhost/kb/\d+$"))
+    expect(answer).not_to_contain_text("](")
+    expect(answer).not_to_contain_text("More:")
+    # A resident's own line with a disguised script link stays text.
+    page.get_by_label("Your message").fill("[click me](javascript:alert(1)) see https://example.org/a.")
+    page.keyboard.press("Enter")
+    mine = page.locator(".clc-resident[data-id]").last
+    expect(mine).to_contain_text("[click me](javascript:alert(1))")
+    expect(mine.get_by_role("link")).to_have_count(1)
+    expect(mine.get_by_role("link")).to_have_attribute("href", "https://example.org/a")
     helpful.get_by_role("button", name="Yes").click()
     helpful.get_by_text("Thank you for your feedback.").wait_for()
     db.session.expire_all()
