@@ -109,7 +109,8 @@ def _fake_kb(monkeypatch, confident=True):
         return knowledge.KBAnswer(article_id=7, version=3, title="Property tax due dates",
                                   confidence=0.9 if confident else 0.2,
                                   self_service=confident,
-                                  text="Property taxes are due on January 31 and July 31.")
+                                  text="Property taxes are due on January 31 and July 31.",
+                                  topic="taxes")
 
     monkeypatch.setattr(knowledge, "answer_for", answer_for)
 
@@ -117,6 +118,9 @@ def _fake_kb(monkeypatch, confident=True):
 def test_knowledge_base_answers_first_then_talk_to_a_person(app, resident, general_queue,
                                                             run_jobs, monkeypatch):
     _fake_kb(monkeypatch)
+    taxes = Queue(code="taxes", name="Property taxes", channels=["chat"], max_wait_seconds=120)
+    db.session.add(taxes)
+    db.session.commit()
     r = resident()
     state = r.call("chat.start", {"name": "Ada", "email": "ada@example.org", "language": "en"})
     assert state["ok"] and len(state["token"]) > 20 and state["messages"] == []
@@ -135,6 +139,7 @@ def test_knowledge_base_answers_first_then_talk_to_a_person(app, resident, gener
     assert person == {"ok": True, "status": "waiting", "reference": ticket.reference}
     items = db.session.scalars(sa.select(WorkItem).where(WorkItem.ticket_id == ticket.id)).all()
     assert len(items) == 1 and items[0].channel == "chat"
+    assert items[0].queue_id == taxes.id  # the answer was about taxes
     r.wait_for("chat.message", lambda d: d["author"] == "system" and "person" in d["text"])
     # Asking again, and further messages, never make a second work item.
     assert r.call("chat.person")["ok"]

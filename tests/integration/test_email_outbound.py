@@ -258,6 +258,7 @@ def _kb_answer(confident: bool) -> knowledge.KBAnswer:
         self_service=confident,
         text="Missed pickups are collected within 2 business days. Report one online.",
         html="<p>Missed pickups are collected within <b>2 business days</b>.</p>",
+        topic="sanitation",
     )
 
 
@@ -271,6 +272,8 @@ def test_confident_answer_is_sent_by_email_and_the_ticket_is_self_served(
         return _kb_answer(confident=True)
 
     monkeypatch.setattr(knowledge, "answer_for", answer_for)
+    db.session.add(Queue(code="sanitation", name="Trash and recycling"))
+    db.session.commit()
     ticket = open_ticket(client)
     run_jobs()
     assert asked and asked[0][1] == "email" and asked[0][2] == ticket.id
@@ -304,7 +307,9 @@ def test_confident_answer_is_sent_by_email_and_the_ticket_is_self_served(
     assert body["ticket_id"] == ticket.id
     run_jobs()
     assert len(smtp.messages) == 1
-    assert db.session.scalar(sa.select(sa.func.count(WorkItem.id))) == 1
+    # The answer was about sanitation: the person who follows is from sanitation.
+    item = db.session.scalar(sa.select(WorkItem))
+    assert db.session.get(Queue, item.queue_id).code == "sanitation"
 
 
 def test_without_a_confident_answer_the_resident_gets_an_acknowledgement(

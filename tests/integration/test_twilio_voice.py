@@ -123,6 +123,22 @@ def test_jose_calls_in_spanish_and_gets_the_answer_by_text(client, open_queues, 
     assert db.session.scalar(sa.select(Outbox)).to_address == JOSE
 
 
+def test_a_caller_who_heard_the_answer_and_wants_a_person_waits_in_its_queue(
+        client, open_queues):
+    """The spoken question found the passports article: pressing 1 for a person puts the
+    call in the passports queue, where agents know passports."""
+    call = Call(client)
+    call.post("/webhooks/twilio/voice", CallStatus="ringing")
+    call.step("language", Digits="1")
+    doc = call.step("topic", "?lang=en", SpeechResult="how do I renew my passport",
+                    Confidence="0.9")
+    assert "passport" in said(doc)
+    doc = call.step("answer", "?lang=en", Digits="1")
+    assert doc.find("Enqueue") is not None
+    item = db.session.scalar(sa.select(WorkItem))
+    assert db.session.get(Queue, item.queue_id).code == "passports"
+
+
 def test_no_sms_to_an_opted_out_caller(client, open_queues, run_jobs):
     call = Call(client)
     call.post("/webhooks/twilio/voice")
