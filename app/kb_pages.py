@@ -8,7 +8,7 @@ from flask import render_template, request
 
 from app.extensions import db
 from app.kb_store import live
-from app.models import KBArticle
+from app.models import KBArticle, db_id
 from app.pages import bp
 from app.services import ServiceError
 from app.services import knowledge as kb_service
@@ -54,7 +54,7 @@ def kb_helpful(article_id: int):
     interaction = request.args.get("i", "")
     try:
         kb_service.record_feedback(article_id, version, channel, _ANSWERS[answer],
-                                   int(interaction) if interaction.isdigit() else None)
+                                   db_id(interaction))
     except ServiceError as exc:
         db.session.rollback()
         return _message("Link not recognized", f"{exc.message}. Nothing was recorded.",

@@ -37,7 +37,19 @@ CITIZEN_KINDS = ("individual", "business", "agency", "nonprofit")
 CONTACT_KINDS = ("phone", "email", "chat")
 
 
-REFERENCE_RE = re.compile(r"CL-(\d{4})-(\d{6,})")
+REFERENCE_RE = re.compile(r"CL-([0-9]{4})-([0-9]{6,})")
+MAX_ID = 2**31 - 1  # ids are 32-bit integer columns on PostgreSQL
+
+
+def db_id(text: str | None) -> int | None:
+    """``text`` as a row id: ASCII digits naming a number an id column can hold, else
+    ``None``. A larger number names no row; handed to the database it would fail the
+    statement (out of range) instead of finding nothing."""
+    if text and text.isascii() and text.isdigit():
+        value = int(text)
+        if 0 < value <= MAX_ID:
+            return value
+    return None
 
 
 def ticket_reference(ticket_id: int, year: int) -> str:
@@ -269,7 +281,7 @@ class Ticket(TimestampMixin, db.Model):
     @staticmethod
     def id_from_reference(reference: str) -> int | None:
         match = REFERENCE_RE.fullmatch(reference.strip().upper())
-        return int(match.group(2)) if match else None
+        return db_id(match.group(2)) if match else None
 
 
 class ThreadKey(db.Model):

@@ -27,6 +27,8 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
+from app.models import MAX_ID
+
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _SESSION_KEY = "_csrf"
@@ -115,7 +117,7 @@ class DatabaseIntConverter(IntegerConverter):
     """``<int:...>`` ids fit the database's integer columns: a larger number matches no
     route (404) instead of failing in the database."""
 
-    def __init__(self, map, fixed_digits=0, min=None, max=2**31 - 1, signed=False):
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_ID, signed=False):
         super().__init__(map, fixed_digits, min, max, signed)
 
 

@@ -19,16 +19,19 @@ from app.api.schemas import (
 )
 from app.auth import current_user, token_auth
 from app.extensions import db
-from app.models import Interaction, Ticket
+from app.models import Interaction, Ticket, db_id
 from app.services import citizens
 from app.services import tickets as ticket_service
 
 
 def _decode_cursor(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+        ticket_id = db_id(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (ValueError, UnicodeDecodeError):
+        ticket_id = None
+    if ticket_id is None:
         abort(400, "invalid cursor", extra_data={"code": "invalid_cursor"})
+    return ticket_id
 
 
 def _encode_cursor(ticket_id: int) -> str:
@@ -48,9 +51,10 @@ def list_tickets(query):
 
 
 def _ticket(ref: str) -> Ticket:
-    ticket_id = int(ref) if ref.isdigit() else Ticket.id_from_reference(ref)
+    numeric = ref.isascii() and ref.isdigit()
+    ticket_id = db_id(ref) if numeric else Ticket.id_from_reference(ref)
     ticket = ticket_service.get(ticket_id) if ticket_id else None
-    if ticket is not None and not ref.isdigit() and ticket.reference != ref.upper():
+    if ticket is not None and not numeric and ticket.reference != ref.upper():
         ticket = None
     if ticket is None:
         abort(404, f"ticket {ref} not found", extra_data={"code": "not_found"})
