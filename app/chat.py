@@ -41,6 +41,7 @@ from app import realtime
 from app.extensions import db
 from app.jobs import job
 from app.models import (
+    MAX_ID,
     ChatSession,
     Citizen,
     ContactPoint,
@@ -328,7 +329,7 @@ def kb_feedback(conn: _Connection, data: dict) -> dict[str, Any]:
     from app.services import knowledge
 
     interaction_id, helpful = data.get("interaction_id"), data.get("helpful")
-    if not isinstance(interaction_id, int) or not isinstance(helpful, bool):
+    if not _message_id(interaction_id) or not isinstance(helpful, bool):
         raise Invalid("feedback needs interaction_id and helpful (true or false)",
                       code="invalid_feedback")
     interaction = db.session.get(Interaction, interaction_id)
@@ -499,14 +500,19 @@ def deliver_to_chat(message: OutboundMessage) -> DeliveryResult:
     return DeliveryResult(provider_id=f"out-{message.idempotency_key}", status="delivered")
 
 
+def _message_id(value: Any) -> bool:
+    """Whether ``value`` (from the widget's JSON) can be a message's id: an integer, not
+    a boolean, that an id column holds."""
+    return type(value) is int and 0 < value <= MAX_ID
+
+
 def mark_read(conn: _Connection, data: dict) -> dict[str, Any]:
     """Store the resident's read receipt (only ever forward) and tell the agents."""
     if conn.session_id is None or conn.ticket_id is None:
         raise Invalid("start or resume a chat first", code="no_session")
-    try:
-        interaction_id = int(data.get("interaction_id"))
-    except (TypeError, ValueError):
-        raise Invalid("interaction_id must be a number", code="invalid_read") from None
+    interaction_id = data.get("interaction_id")
+    if not _message_id(interaction_id):
+        raise Invalid("interaction_id must be a message's number", code="invalid_read")
     owned = db.session.scalar(sa.select(Interaction.id).where(
         Interaction.id == interaction_id, Interaction.ticket_id == conn.ticket_id))
     if owned is None:
@@ -611,7 +617,9 @@ def chat_left(chat_id: int, marker: str) -> None:
 
 
 def _guarded(handler):
-    """Answer a refused event with an error ack and a ``chat.error`` event."""
+    """Answer a refused event with an error ack and a ``chat.error`` event. An event that
+    fails for any other reason (the database away, a fault of ours) is answered the same
+    way, as one to try again, and logged: the widget is never left waiting for an ack."""
 
     @functools.wraps(handler)
     def wrapper(self, *args):
@@ -620,6 +628,11 @@ def _guarded(handler):
         except ServiceError as exc:
             db.session.rollback()
             return _fail(exc)
+        except Exception:  # noqa: BLE001 - answered, logged, and the session reset
+            log.exception("chat event %s failed", handler.__name__)
+            db.session.remove()
+            return _fail(ServiceError("something went wrong here; please try again",
+                                      code="try_again", status=503))
 
     return wrapper
 

@@ -468,3 +468,32 @@ def test_was_this_helpful_under_a_knowledge_base_answer(app, resident, seeded, r
     bad = r.call("chat.feedback", {"interaction_id": asked["message"]["id"], "helpful": True})
     assert not bad["ok"] and bad["error"]["code"] == "unknown_answer"
     assert not r.call("chat.feedback", {"interaction_id": "x"})["ok"]
+
+
+def test_message_ids_no_message_can_have_get_clear_errors(app, resident):
+    r = resident()
+    r.call("chat.start", {})
+    assert r.say("hello")["ok"]
+    for value in (10**20, True, "2", 1.5, -1):
+        ack = r.call("chat.feedback", {"interaction_id": value, "helpful": True})
+        assert ack["error"]["code"] == "invalid_feedback", value
+    for value in (10**20, -1, 0):
+        assert r.call("chat.read", {"interaction_id": value})["error"]["code"] == \
+            "invalid_read", value
+    assert r.say("still here")["ok"]  # the connection is fine
+
+
+def test_an_event_that_fails_unexpectedly_is_answered_as_try_again(app, resident, monkeypatch):
+    import app.chat as chat
+
+    def broken(conn, data):
+        raise RuntimeError("a fault")
+
+    r = resident()
+    r.call("chat.start", {})
+    sent = r.say("hello")
+    monkeypatch.setattr(chat, "mark_read", broken)
+    ack = r.call("chat.read", {"interaction_id": sent["message"]["id"]})
+    assert ack["ok"] is False and ack["error"]["code"] == "try_again"
+    assert r.wait_for("chat.error")["code"] == "try_again"
+    assert r.say("still here")["ok"]
