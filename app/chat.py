@@ -51,6 +51,7 @@ from app.models import (
     Ticket,
     User,
     WorkItem,
+    row_id,
     utcnow,
 )
 from app.services import (
@@ -781,10 +782,10 @@ def _agent_typing_event(data=None):
     agent = _agent_from_socket()
     if agent is None or not isinstance(data, dict):
         return {"ok": False}
-    try:
-        agent_typing(int(data.get("ticket_id") or 0), agent, bool(data.get("typing")))
-    except (TypeError, ValueError):
+    ticket_id = row_id(data.get("ticket_id"))
+    if ticket_id is None:
         return {"ok": False}
+    agent_typing(ticket_id, agent, bool(data.get("typing")))
     return {"ok": True}
 
 
@@ -793,14 +794,14 @@ def _agent_send_event(data=None):
     agent = _agent_from_socket()
     if agent is None or not isinstance(data, dict):
         return {"ok": False, "error": {"code": "unauthorized", "message": "sign in first"}}
+    ticket_id = row_id(data.get("ticket_id"))
+    if ticket_id is None:
+        return {"ok": False, "error": {"code": "invalid", "message": "ticket_id is a number"}}
     try:
-        interaction = send_chat_message(int(data.get("ticket_id") or 0),
-                                        str(data.get("text") or ""), agent.id)
+        interaction = send_chat_message(ticket_id, str(data.get("text") or ""), agent.id)
     except ServiceError as exc:
         db.session.rollback()
         return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
-    except (TypeError, ValueError):
-        return {"ok": False, "error": {"code": "invalid", "message": "ticket_id is a number"}}
     return {"ok": True, "id": interaction.id, "delivery_status": interaction.delivery_status}
 
 

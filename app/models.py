@@ -52,6 +52,14 @@ def db_id(text: str | None) -> int | None:
     return None
 
 
+def row_id(value: Any) -> int | None:
+    """A row id from JSON (a socket event's payload): an integer (not a boolean) or a
+    string of digits that an id column can hold, else ``None``."""
+    if type(value) is int:
+        return value if 0 < value <= MAX_ID else None
+    return db_id(value) if isinstance(value, str) else None
+
+
 def ticket_reference(ticket_id: int, year: int) -> str:
     return f"CL-{year}-{ticket_id:06d}"
 

@@ -9,7 +9,7 @@ from flask_socketio import Namespace, join_room, leave_room
 
 from app.auth import user_from_token
 from app.extensions import db
-from app.models import AgentSkill, Queue, Skill, User
+from app.models import AgentSkill, Queue, Skill, User, row_id
 
 
 def _connect_user(auth) -> User | None:
@@ -48,7 +48,7 @@ class AgentNamespace(Namespace):
 
     def on_watch_ticket(self, data):
         """The console opens a ticket and wants its live timeline."""
-        ticket_id = int((data or {}).get("ticket_id", 0))
+        ticket_id = row_id(data.get("ticket_id")) if isinstance(data, dict) else None
         if ticket_id and session.get("socket_uid"):
             join_room(f"ticket:{ticket_id}")
             return {"ok": True}
@@ -56,7 +56,9 @@ class AgentNamespace(Namespace):
 
     def on_unwatch_ticket(self, data):
         """The console closes a ticket."""
-        ticket_id = int((data or {}).get("ticket_id", 0))
+        ticket_id = row_id(data.get("ticket_id")) if isinstance(data, dict) else None
+        if ticket_id is None:
+            return {"ok": False}
         leave_room(f"ticket:{ticket_id}")
         return {"ok": True}
 

@@ -312,6 +312,13 @@ def test_agent_message_arrives_live_with_typing_and_read_receipt(app, live_serve
         db.session.expire_all()
         assert db.session.get(ChatSession, chat.id).last_read_interaction_id == ack["id"]
         assert r.call("chat.read", {"interaction_id": 999999})["error"]["code"] == "invalid_read"
+        # The console's events answer a ticket id no ticket can have, or none, with "no".
+        for bad in (10**20, "x", None, True, 0):
+            for event, extra in (("chat.send", {"text": "hi"}), ("chat.typing", {}),
+                                 ("watch_ticket", {}), ("unwatch_ticket", {})):
+                ack = agent.call(event, {"ticket_id": bad, **extra}, namespace="/agent")
+                assert ack["ok"] is False, (event, bad)
+        assert agent.call("watch_ticket", ["not", "a", "dict"], namespace="/agent")["ok"] is False
     finally:
         agent.disconnect()
 
