@@ -21,7 +21,7 @@ from apiflask import APIBlueprint
 from flask import abort, current_app, jsonify, render_template, request
 
 from app.extensions import db
-from app.models import Outbox
+from app.models import MAX_ID, Outbox
 from app.services import Invalid, telephony
 from app.services.contacts import normalize_phone
 from channels import twilio as tw
@@ -75,8 +75,7 @@ def phone_messages():
         number = normalize_phone(request.args.get("number", ""))
     except Invalid as exc:
         return {"error": {"code": exc.code, "message": exc.message}}, 400
-    after = request.args.get("after", 0, type=int)
-    items = _simulated_outbox("sms", number, after)
+    items = _simulated_outbox("sms", number, _after())
     if request.args.get("history") == "1":
         items = sorted(items + _texts_sent_from(number), key=lambda item: item["order"])
     return jsonify({"number": number, "items": items})
@@ -132,8 +131,13 @@ def email_messages():
         address = normalize_email(request.args.get("address", ""))
     except Invalid as exc:
         return {"error": {"code": exc.code, "message": exc.message}}, 400
-    items = _simulated_outbox("email", address, request.args.get("after", 0, type=int))
+    items = _simulated_outbox("email", address, _after())
     return jsonify({"address": address, "items": items})
+
+
+def _after() -> int:
+    """The page's ``after`` (the last outbox row it has), kept within what an id holds."""
+    return min(max(request.args.get("after", 0, type=int) or 0, 0), MAX_ID)
 
 
 def _simulated_outbox(channel: str, address: str, after: int) -> list[dict]:

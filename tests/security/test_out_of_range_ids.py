@@ -55,3 +55,10 @@ def test_a_helpful_link_naming_a_huge_message_still_records_the_vote(app, client
     assert res.status_code == 200
     row = db.session.scalar(sa.select(KBFeedback))
     assert row is not None and row.helpful and row.interaction_id is None
+
+
+def test_simulator_polls_past_any_id_find_nothing(client):
+    for path in ("/simulator/phone/messages?number=%2B15555550123",
+                 "/simulator/email/messages?address=pat%40example.org"):
+        res = client.get(f"{path}&after={HUGE}")
+        assert res.status_code == 200 and res.get_json()["items"] == []
