@@ -8,6 +8,7 @@ payloads into these; the app's intake and outbound services only ever see these.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,19 @@ class PermanentDeliveryError(Exception):
         super().__init__(message)
         self.code = code
         self.opted_out = opted_out
+
+
+_LANGUAGE_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def language_code(tag: str | None) -> str | None:
+    """The primary subtag of a language tag, lower-cased ("es-MX" -> "es"), which is
+    what knowledge-base languages and agents' language skills name; ``None`` when ``tag``
+    is not a language tag at all (a Content-Language header may carry anything)."""
+    if not tag or not tag.isascii():
+        return None
+    match = _LANGUAGE_TAG.fullmatch(tag.strip())
+    return match.group(1).lower() if match else None
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class InboundMessage:
     is_auto_reply: bool = False
 
     def __post_init__(self) -> None:
+        self.language = language_code(self.language)
         if self.channel not in CHANNELS:
             raise ParseError(f"unknown channel {self.channel!r}")
         if not self.provider_id:

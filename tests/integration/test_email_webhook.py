@@ -209,3 +209,17 @@ def test_bounce_for_a_message_we_did_not_send_is_recorded_only(client, run_jobs)
     assert body["auto_reply"] is True and "bounce" not in body
     run_jobs()
     assert db.session.scalar(sa.select(sa.func.count(Outbox.id))) == 0
+
+
+@pytest.mark.parametrize("header", [
+    "this-is-not-a-language-tag-at-all", "=HYPERLINK(\"http://x\")", "es-MX", "", "zh-Hans-CN"])
+def test_any_content_language_header_is_accepted_and_only_a_real_tag_is_kept(client, header):
+    raw = (
+        "From: Lee <lee@example.net>\r\nTo: help@city.gov\r\nSubject: Trash\r\n"
+        f"Message-ID: <lang-{abs(hash(header))}@example.net>\r\nContent-Language: {header}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nNobody came.\r\n").encode()
+    res = post(client, raw)
+    assert res.status_code == 202, res.get_json()
+    ticket = db.session.get(Ticket, res.get_json()["ticket_id"])
+    expected = {"es-MX": "es", "zh-Hans-CN": "zh"}.get(header)
+    assert ticket.language == expected

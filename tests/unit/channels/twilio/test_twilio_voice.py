@@ -201,7 +201,7 @@ def test_parse_voice_speech():
     assert (msg.channel, msg.provider_id, msg.sender) == ("voice", CA, "+15551234567")
     assert msg.recipient == "+18442872681"
     assert msg.text == "renovar mi pasaporte"
-    assert msg.language == "es-US"
+    assert msg.language == "es"  # the caller's language, as agents' skills name it
     assert msg.thread_keys["call_sid"] == CA
     assert msg.metadata["confidence"] == pytest.approx(0.91)
     assert msg.metadata["call_status"] == "in-progress"
