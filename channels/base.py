@@ -8,6 +8,7 @@ payloads into these; the app's intake and outbound services only ever see these.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,23 @@ class PermanentDeliveryError(Exception):
         super().__init__(message)
         self.code = code
         self.opted_out = opted_out
+
+
+# What the database keeps of a message's identifiers and headers (the columns' lengths).
+ID_MAX = 300  # provider ids and thread keys
+SUBJECT_MAX = 300
+NAME_MAX = 200
+TOPIC_MAX = 50
+
+
+def fit(value: str, limit: int) -> str:
+    """``value`` when it has at most ``limit`` characters; otherwise its start and a digest
+    of the whole, so one long identifier always gives the same key (dedupe and threading
+    still work) and two different ones stay different."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{value[:limit - len(digest) - 1]}#{digest}"
 
 
 _LANGUAGE_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
@@ -95,7 +113,22 @@ class InboundMessage:
     is_auto_reply: bool = False
 
     def __post_init__(self) -> None:
+        # Identifiers and headers come from outside: they are made to fit what the
+        # database keeps instead of failing the statement that stores the message.
         self.language = language_code(self.language)
+        if isinstance(self.provider_id, str):
+            self.provider_id = fit(self.provider_id, ID_MAX)
+        self.thread_keys = {
+            kind: [fit(v, ID_MAX) if isinstance(v, str) else v for v in value]
+            if isinstance(value, list) else fit(value, ID_MAX) if isinstance(value, str)
+            else value
+            for kind, value in (self.thread_keys or {}).items()}
+        if self.subject:
+            self.subject = self.subject[:SUBJECT_MAX]
+        if self.sender_name:
+            self.sender_name = self.sender_name[:NAME_MAX]
+        if self.topic:
+            self.topic = self.topic[:TOPIC_MAX]
         if self.channel not in CHANNELS:
             raise ParseError(f"unknown channel {self.channel!r}")
         if not self.provider_id:

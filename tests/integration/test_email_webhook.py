@@ -223,3 +223,30 @@ def test_any_content_language_header_is_accepted_and_only_a_real_tag_is_kept(cli
     ticket = db.session.get(Ticket, res.get_json()["ticket_id"])
     expected = {"es-MX": "es", "zh-Hans-CN": "zh"}.get(header)
     assert ticket.language == expected
+
+
+def test_over_long_header_values_are_taken_whole_or_cut_never_refused(client):
+    """A subject, a sender name, a Message-ID and a thread reference longer than their
+    columns: the email is stored (cut where a column must cut it), and a second copy of
+    it is still recognized as the same email."""
+    long_id = "<" + "m" * 400 + "@example.net>"
+    raw = (
+        f"From: {'N' * 300} <longname@example.net>\r\nTo: help@city.gov\r\n"
+        f"Subject: {'S' * 1000}\r\nMessage-ID: {long_id}\r\n"
+        f"In-Reply-To: <{'r' * 500}@example.net>\r\n"
+        f"References: <{'q' * 500}@example.net>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nA very long subject.\r\n").encode()
+    res = post(client, raw)
+    assert res.status_code == 202, res.get_json()
+    again = post(client, raw)
+    assert again.status_code in (200, 202) and again.get_json()["duplicate"]
+    ticket = db.session.get(Ticket, res.get_json()["ticket_id"])
+    assert ticket.subject == "S" * 300
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Interaction)) == 1
+    # A reply to that long Message-ID threads into the same case.
+    reply = (
+        "From: Lee <longname@example.net>\r\nTo: help@city.gov\r\nSubject: Re: hello\r\n"
+        f"Message-ID: <short-reply@example.net>\r\nIn-Reply-To: {long_id}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nAnd another thing.\r\n").encode()
+    threaded = post(client, reply)
+    assert threaded.status_code == 202 and threaded.get_json()["ticket_id"] == ticket.id
