@@ -136,7 +136,7 @@ def _language(value: Any) -> str | None:
 
 def _text(data: dict, key: str, limit: int) -> str:
     value = data.get(key)
-    return value.strip()[:limit] if isinstance(value, str) else ""
+    return value.replace("\x00", "").strip()[:limit] if isinstance(value, str) else ""
 
 
 def _chat_citizen(visitor: str, name: str, language: str | None,
@@ -629,6 +629,10 @@ def _guarded(handler):
         except ServiceError as exc:
             db.session.rollback()
             return _fail(exc)
+        except sa.exc.DataError:  # a value the database refuses (a NUL character)
+            db.session.rollback()
+            return _fail(Invalid("a value in the message cannot be stored (it holds "
+                                 "characters that are not allowed)", code="invalid_value"))
         except Exception:  # noqa: BLE001 - answered, logged, and the session reset
             log.exception("chat event %s failed", handler.__name__)
             db.session.remove()

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from apiflask import APIBlueprint
 from flask import Response, current_app, request
+from sqlalchemy import exc as sa_exc
 
 from app.extensions import limiter
 from app.services import ServiceError, telephony
@@ -74,7 +75,8 @@ def signature_is_valid() -> bool:
 
 
 def twilio_webhook(source: str) -> Callable:
-    """Verify the signature (403), and store unparseable payloads (400), around a view."""
+    """Verify the signature (403), and store payloads that cannot be read or stored (400),
+    around a view."""
 
     def decorator(view):
         @wraps(view)
@@ -85,7 +87,8 @@ def twilio_webhook(source: str) -> Callable:
                 return twiml(EMPTY_TWIML, 403)
             try:
                 return view(*args, **kwargs)
-            except (ParseError, ServiceError) as exc:
+            except (ParseError, ServiceError, sa_exc.DataError) as exc:
+                # Unreadable, refused, or holding a value the database cannot store.
                 from app.extensions import db
 
                 db.session.rollback()

@@ -116,6 +116,10 @@ class InboundMessage:
         # Identifiers and headers come from outside: they are made to fit what the
         # database keeps instead of failing the statement that stores the message.
         self.language = language_code(self.language)
+        for name in ("text", "full_text", "html", "subject", "sender_name"):
+            value = getattr(self, name)
+            if value and "\x00" in value:  # no database text column takes NUL
+                setattr(self, name, value.replace("\x00", ""))
         if isinstance(self.provider_id, str):
             self.provider_id = fit(self.provider_id, ID_MAX)
         self.thread_keys = {

@@ -106,7 +106,8 @@ def ingest(raw: bytes, *, content_type: str | None = "message/rfc822") -> EmailO
     """Parse, store and take in one raw RFC 5322 message (webhook or SMTP).
 
     Raises ``AttachmentTooLarge`` for an attachment over ``MAX_ATTACHMENT_BYTES`` and
-    ``UnreadableEmail`` (after keeping the payload) for a message that cannot be read.
+    ``UnreadableEmail`` (after keeping the payload) for a message that cannot be read or
+    that holds a value the database refuses to store.
     """
     limit = (
         current_app.config.get("MAX_ATTACHMENT_BYTES") or email_channel.DEFAULT_MAX_ATTACHMENT_BYTES
@@ -129,7 +130,13 @@ def ingest(raw: bytes, *, content_type: str | None = "message/rfc822") -> EmailO
     if references:
         # Kept so that a reply can carry the whole chain in its References header.
         msg.metadata["references"] = references[-MAX_REFERENCES:]
-    result = intake(msg)
+    try:
+        result = intake(msg)
+    except sa.exc.DataError as exc:
+        db.session.rollback()
+        error = str(exc.orig or exc).splitlines()[0]
+        payload_id = store_failed_payload(SOURCE, raw, content_type, f"not storable: {error}")
+        raise UnreadableEmail(f"the message could not be stored: {error}", payload_id) from exc
     return EmailOutcome(
         ticket_id=result.ticket_id,
         ticket_reference=result.ticket_reference,

@@ -11,7 +11,7 @@ import socketio as sio
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import ChatSession, Interaction, Outbox, Queue, Ticket, WorkItem
+from app.models import ChatSession, Citizen, Interaction, Outbox, Queue, Ticket, WorkItem
 
 
 class Resident:
@@ -504,3 +504,25 @@ def test_an_event_that_fails_unexpectedly_is_answered_as_try_again(app, resident
     assert ack["ok"] is False and ack["error"]["code"] == "try_again"
     assert r.wait_for("chat.error")["code"] == "try_again"
     assert r.say("still here")["ok"]
+
+
+def test_nul_characters_in_a_chat_are_dropped(app, resident):
+    r = resident()
+    assert r.call("chat.start", {"name": "Ro\x00sa"})["ok"]
+    assert db.session.scalar(sa.select(Citizen.display_name)) == "Rosa"
+    sent = r.say("my \x00bill")
+    assert sent["ok"] and sent["message"]["text"] == "my bill"
+
+
+def test_a_value_the_database_refuses_is_answered_as_invalid(app, resident, monkeypatch):
+    import app.chat as chat
+
+    def refused(conn, data):
+        raise sa.exc.DataError("UPDATE ...", {}, ValueError("value too long"))
+
+    r = resident()
+    r.call("chat.start", {})
+    sent = r.say("hello")
+    monkeypatch.setattr(chat, "mark_read", refused)
+    ack = r.call("chat.read", {"interaction_id": sent["message"]["id"]})
+    assert ack["error"]["code"] == "invalid_value"

@@ -250,3 +250,29 @@ def test_over_long_header_values_are_taken_whole_or_cut_never_refused(client):
         "Content-Type: text/plain; charset=utf-8\r\n\r\nAnd another thing.\r\n").encode()
     threaded = post(client, reply)
     assert threaded.status_code == 202 and threaded.get_json()["ticket_id"] == ticket.id
+
+
+def test_nul_characters_are_dropped_and_the_email_is_taken(client):
+    raw = (b"From: Lee <lee@example.net>\r\nTo: help@city.gov\r\nSubject: Hi\x00there\r\n"
+           b"Message-ID: <nul@example.net>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+           b"Body with a \x00NUL.\r\n")
+    res = post(client, raw)
+    assert res.status_code == 202, res.get_json()
+    row = db.session.get(Interaction, res.get_json()["interaction_id"])
+    assert row.text == "Body with a NUL." and row.subject == "Hithere"
+
+
+def test_an_email_the_database_refuses_is_kept_as_a_failed_payload(client, monkeypatch):
+    from app.services import email_service
+
+    def refused(msg, **_kw):
+        raise sa.exc.DataError("INSERT ...", {}, ValueError("value too long for the column"))
+
+    monkeypatch.setattr(email_service, "intake", refused)
+    raw = eml("gmail_plain.eml")
+    res = post(client, raw)
+    assert res.status_code == 400
+    body = res.get_json()["error"]
+    assert body["code"] == "unreadable_email" and "value too long" in body["message"]
+    kept = db.session.get(FailedPayload, body["detail"]["failed_payload_id"])
+    assert kept.body == raw and kept.error.startswith("not storable")

@@ -523,3 +523,22 @@ def test_malformed_status_callback_is_stored_and_400(client):
     response = post_signed(client, "/webhooks/twilio/status", {"MessageSid": "SM1"})
     assert response.status_code == 400
     assert db.session.scalar(sa.select(FailedPayload)).source == "twilio_status"
+
+
+def test_a_nul_character_is_dropped_and_the_text_is_taken(client, seeded):
+    text(client, "pot\x00hole on Main")
+    row = db.session.scalar(sa.select(Interaction).where(Interaction.direction == "inbound"))
+    assert row.text == "pothole on Main"
+
+
+def test_a_text_the_database_refuses_is_kept_as_a_failed_payload(client, seeded, monkeypatch):
+    from app.services import telephony
+
+    def refused(msg, **_kw):
+        raise sa.exc.DataError("INSERT ...", {}, ValueError("value too long for the column"))
+
+    monkeypatch.setattr(telephony, "intake", refused)
+    response = post_signed(client, "/webhooks/twilio/sms", sms_form("hello"))
+    assert response.status_code == 400 and response.mimetype == "text/xml"
+    kept = db.session.scalar(sa.select(FailedPayload))
+    assert kept is not None and b"Body=hello" in kept.body and "DataError" in kept.error
