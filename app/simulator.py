@@ -30,6 +30,7 @@ bp = APIBlueprint("simulator", __name__, enable_openapi=False)
 
 SIGNABLE_PREFIX = "/webhooks/twilio/"
 DEFAULT_NUMBER = "+15555550123"
+HISTORY = 100  # texts or emails a poll returns at most
 
 
 @bp.before_request
@@ -75,13 +76,16 @@ def phone_messages():
         number = normalize_phone(request.args.get("number", ""))
     except Invalid as exc:
         return {"error": {"code": exc.code, "message": exc.message}}, 400
-    items = _simulated_outbox("sms", number, _after())
-    if request.args.get("history") == "1":
+    if request.args.get("history") == "1":  # the last 100 texts, both ways, in order
+        items = _simulated_outbox("sms", number, _after(), newest=True)
         items = sorted(items + _texts_sent_from(number), key=lambda item: item["order"])
+        items = items[-HISTORY:]
+    else:
+        items = _simulated_outbox("sms", number, _after())
     return jsonify({"number": number, "items": items})
 
 
-def _texts_sent_from(number: str, limit: int = 100) -> list[dict]:
+def _texts_sent_from(number: str, limit: int = HISTORY) -> list[dict]:
     """The last texts a phone sent to the center."""
     from app.models import ContactPoint, Interaction
 
@@ -140,15 +144,20 @@ def _after() -> int:
     return min(max(request.args.get("after", 0, type=int) or 0, 0), MAX_ID)
 
 
-def _simulated_outbox(channel: str, address: str, after: int) -> list[dict]:
-    """What the center sent to one simulated phone or mailbox since outbox row ``after``."""
+def _simulated_outbox(channel: str, address: str, after: int,
+                      newest: bool = False) -> list[dict]:
+    """What the center sent to one simulated phone or mailbox since outbox row ``after``:
+    the first 100 rows, or with ``newest`` the last 100, oldest first either way."""
     from app.models import Interaction
 
-    rows = db.session.scalars(
-        sa.select(Outbox).where(Outbox.channel == channel, Outbox.to_address == address,
-                                Outbox.simulated.is_(True), Outbox.id > after)
-        .order_by(Outbox.id).limit(100)
-    ).all()
+    query = sa.select(Outbox).where(
+        Outbox.channel == channel, Outbox.to_address == address,
+        Outbox.simulated.is_(True), Outbox.id > after)
+    if newest:
+        rows = list(reversed(db.session.scalars(
+            query.order_by(Outbox.id.desc()).limit(HISTORY)).all()))
+    else:
+        rows = db.session.scalars(query.order_by(Outbox.id).limit(HISTORY)).all()
     items = []
     for row in rows:
         interaction = db.session.get(Interaction, row.interaction_id)

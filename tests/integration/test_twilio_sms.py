@@ -19,8 +19,10 @@ from app.models import (
     WorkItem,
 )
 from app.services import Invalid, outbound
+from app.services.intake import intake
 from app.services.telephony import answer_messages, sms_segments
 from channels import twilio as tw
+from channels.base import InboundMessage
 from tests.fakes.twilio_http import RecordingHttpClient
 from tests.twilio_signing import post_signed
 
@@ -542,3 +544,21 @@ def test_a_text_the_database_refuses_is_kept_as_a_failed_payload(client, seeded,
     assert response.status_code == 400 and response.mimetype == "text/xml"
     kept = db.session.scalar(sa.select(FailedPayload))
     assert kept is not None and b"Body=hello" in kept.body and "DataError" in kept.error
+
+
+def test_the_simulator_history_is_the_last_texts_both_ways_in_order(client, seeded, run_jobs):
+    for i in range(60):
+        sent = intake(InboundMessage(channel="sms", provider_id=f"SMh{i}", sender=MARIA,
+                                     text=f"q{i}"), follow_up=False)
+        outbound.queue_message(db.session.get(Ticket, sent.ticket_id), "sms", f"a{i}")
+        db.session.commit()
+        run_jobs()
+    res = client.get("/simulator/phone/messages", query_string={
+        "number": MARIA, "after": 0, "history": 1})
+    items = res.get_json()["items"]
+    expected = [x for i in range(10, 60) for x in (("out", f"q{i}"), ("in", f"a{i}"))]
+    assert [(item["direction"], item["text"]) for item in items] == expected
+    last = max(item["id"] for item in items)
+    later = client.get("/simulator/phone/messages", query_string={"number": MARIA,
+                                                                  "after": last})
+    assert later.get_json()["items"] == []
