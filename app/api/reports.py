@@ -56,7 +56,7 @@ def _period(query: dict) -> tuple[datetime, datetime]:
         else:
             until = metrics_service.hour_of(utcnow()) + timedelta(hours=1)
             since = until - timedelta(days=query["days"])
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or the day after 9999-12-31
         abort(400, "dates are YYYY-MM-DD", extra_data={"code": "invalid_date"})
     if until <= since:
         abort(400, "'to' must not be before 'from'", extra_data={"code": "invalid_period"})

@@ -19,6 +19,7 @@ from app.models import (
 )
 from app.services import Invalid, NotFound
 from app.services.contacts import normalize
+from channels.base import language_code
 
 CHANNELS = ("voice", "sms", "email", "chat", "walkin")
 ACCESSIBILITY = ("deaf", "hard_of_hearing", "blind", "low_vision", "interpreter", "relay")
@@ -98,9 +99,12 @@ def update_profile(citizen_id: int, data: dict[str, Any], actor: User | None) ->
         profile.accessibility = sorted(set(needs))
         changes["accessibility"] = profile.accessibility
     if "language" in data:
-        profile.language = data["language"]
-        citizen.language = data["language"]
-        changes["language"] = data["language"]
+        # Kept as routing and the knowledge base name languages: "es-MX" is "es".
+        language = language_code(data["language"])
+        if language is None:
+            raise Invalid("language must be a language tag such as en, es or zh",
+                          code="invalid_language")
+        profile.language = citizen.language = changes["language"] = language
     if "contact_hours" in data:
         for window in data["contact_hours"]:
             if not isinstance(window, dict) or not {"start", "end"} <= set(window):

@@ -145,6 +145,13 @@ def test_citizen_search_profile_edit_and_merge(client, auth_headers):
     r = client.patch(f"/api/v1/citizens/{a.citizen_id}/profile", headers=headers,
                      json={"preferred_channels": ["pigeon"]})
     assert r.status_code == 400
+    r = client.patch(f"/api/v1/citizens/{a.citizen_id}/profile", headers=headers,
+                     json={"language": "es-MX"})
+    assert r.status_code == 200 and r.json["language"] == "es"
+    for odd in ("es\u0000", "12", "=cmd"):
+        r = client.patch(f"/api/v1/citizens/{a.citizen_id}/profile", headers=headers,
+                         json={"language": odd})
+        assert r.status_code == 400 and r.json["error"]["code"] == "invalid_language", odd
 
     r = client.post("/api/v1/citizens/merge", headers=headers,
                     json={"source_id": b.citizen_id, "target_id": a.citizen_id,

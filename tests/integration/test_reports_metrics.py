@@ -172,6 +172,9 @@ def test_reports_answer_json_and_csv_for_supervisors_only(seeded, client, auth_h
     assert client.get("/api/v1/reports/nope", headers=supervisor).status_code == 404
     bad = client.get("/api/v1/reports/volume?from=2026-13-01", headers=supervisor)
     assert bad.status_code == 400
+    last_day = client.get("/api/v1/reports/volume?from=2026-01-01&to=9999-12-31",
+                          headers=supervisor)
+    assert last_day.status_code == 400 and last_day.json["error"]["code"] == "invalid_date"
     assert client.get("/api/v1/supervisor/snapshot", headers=agent).status_code == 403
 
 
