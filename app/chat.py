@@ -41,7 +41,6 @@ from app import realtime
 from app.extensions import db
 from app.jobs import job
 from app.models import (
-    MAX_ID,
     ChatSession,
     Citizen,
     ContactPoint,
@@ -304,7 +303,7 @@ def resident_message(conn: _Connection, data: dict) -> dict[str, Any]:
     else:
         payload = _resident_payload(result.announcement["interaction"], client_id)
     if not result.duplicate:
-        if not result.with_person or followup.pre_hooks_may_want("chat", text, True):
+        if not result.with_person or followup.pre_hooks_may_want("chat", text):
             from app import jobs
 
             jobs.enqueue("app.tasks.process_inbound", result.interaction_id,
@@ -502,9 +501,9 @@ def deliver_to_chat(message: OutboundMessage) -> DeliveryResult:
 
 
 def _message_id(value: Any) -> bool:
-    """Whether ``value`` (from the widget's JSON) can be a message's id: an integer, not
-    a boolean, that an id column holds."""
-    return type(value) is int and 0 < value <= MAX_ID
+    """Whether ``value`` (from the widget's JSON) can be a message's id: a JSON number
+    (the widget sends nothing else) that an id column holds."""
+    return type(value) is int and row_id(value) is not None
 
 
 def mark_read(conn: _Connection, data: dict) -> dict[str, Any]:

@@ -56,6 +56,12 @@ def fit(value: str, limit: int) -> str:
     return f"{value[:limit - len(digest) - 1]}#{digest}"
 
 
+def _fit_id(value: Any) -> Any:
+    """An identifier or thread key made to fit ``ID_MAX`` (``fit``); other values as
+    they are."""
+    return fit(value, ID_MAX) if isinstance(value, str) else value
+
+
 _LANGUAGE_TAG = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
 
 
@@ -120,13 +126,10 @@ class InboundMessage:
             value = getattr(self, name)
             if value and "\x00" in value:  # no database text column takes NUL
                 setattr(self, name, value.replace("\x00", ""))
-        if isinstance(self.provider_id, str):
-            self.provider_id = fit(self.provider_id, ID_MAX)
-        self.thread_keys = {
-            kind: [fit(v, ID_MAX) if isinstance(v, str) else v for v in value]
-            if isinstance(value, list) else fit(value, ID_MAX) if isinstance(value, str)
-            else value
-            for kind, value in (self.thread_keys or {}).items()}
+        self.provider_id = _fit_id(self.provider_id)
+        self.thread_keys = {kind: [_fit_id(v) for v in value] if isinstance(value, list)
+                            else _fit_id(value)
+                            for kind, value in (self.thread_keys or {}).items()}
         if self.subject:
             self.subject = self.subject[:SUBJECT_MAX]
         if self.sender_name:

@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 GENERAL_QUEUE = "general"
 # Hooks filled by the channel, knowledge-base, survey and routing features.
 # PRE_HOOKS run first for every inbound message: one that returns True has fully handled
-# it (e.g. a survey score "4" sent in reply to a satisfaction survey). A hook may carry
-# ``wants(channel, text, with_person)``: False when it cannot handle such a message
-# whatever its ticket, ``with_person``: the message's ticket waits for a person or is with
-# one (``pre_hooks_may_want``). Hooks read that as ``interaction.with_person``.
+# it (e.g. a survey score "4" sent in reply to a satisfaction survey). Hooks read
+# ``interaction.with_person``: the message's ticket waits for a person or is with one. A
+# hook may carry ``wants(channel, text)``: False when it cannot handle such a message in a
+# conversation with a person, whatever its ticket (``pre_hooks_may_want``).
 PRE_HOOKS: list = []
 SELF_SERVICE_HOOKS: dict[str, object] = {}
 ROUTE_HOOKS: list = []
@@ -169,11 +169,11 @@ def add_work_item(ticket: Ticket, idle: bool = False) -> int | None:
     return item_id
 
 
-def pre_hooks_may_want(channel: str, text: str | None, with_person: bool) -> bool:
-    """Whether a pre-hook might handle an inbound message with this text: when none
-    might, the follow-up of a message in a conversation with a person does nothing, and
-    intake does not queue it."""
-    return any(getattr(hook, "wants", None) is None or hook.wants(channel, text, with_person)
+def pre_hooks_may_want(channel: str, text: str | None) -> bool:
+    """Whether a pre-hook might handle an inbound message with this text in a
+    conversation with a person: when none might, its follow-up does nothing, and intake
+    does not queue it."""
+    return any(getattr(hook, "wants", None) is None or hook.wants(channel, text)
                for hook in PRE_HOOKS)
 
 

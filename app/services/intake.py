@@ -504,7 +504,7 @@ def intake(msg: InboundMessage, *, follow_up: bool = True) -> IntakeResult:
             # it (a "helpful" vote): the agent sees it live.
             if follow_up and not msg.is_auto_reply and (
                     not result.with_person
-                    or followup.pre_hooks_may_want(msg.channel, msg.text, True)):
+                    or followup.pre_hooks_may_want(msg.channel, msg.text)):
                 from app import jobs
 
                 jobs.enqueue("app.tasks.process_inbound", result.interaction_id,

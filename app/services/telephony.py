@@ -1090,8 +1090,7 @@ def sms_kb_feedback(interaction: Interaction, ticket: Ticket) -> bool:
     return True
 
 
-sms_kb_feedback.wants = lambda channel, text, _with_person: (
-    _helpful_word(channel, text) is not None)
+sms_kb_feedback.wants = lambda channel, text: _helpful_word(channel, text) is not None
 
 
 def register() -> None:
